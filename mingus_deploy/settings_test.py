@@ -1,0 +1,18 @@
+"""Test settings: the real settings with test-friendly environment defaults.
+
+The suite runs the app's database on PostgreSQL (DATABASE_URL, default the local server on
+127.0.0.1:5432); set DATABASE_URL=sqlite:///... to run it on SQLite.
+"""
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/mingus")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+
+from .settings import *  # noqa: E402,F401,F403
+from .settings import BASE_DIR  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+MEDIA_ROOT = BASE_DIR / "var" / "test-media"

@@ -16,3 +16,5 @@ from .settings import BASE_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,382 @@
+"""Every state change of the checklist, one function each.
+
+Each action locks what it changes (the runbook row first, so actions on one runbook are
+serialised; then the item), asks the rule again under that lock, writes the change and its
+AuditEvent in one transaction, bumps the runbook's revision for pollers, and returns what changed.
+A refusal raises `Refused` after recording a 'denied' audit event in its own transaction, so the
+refusal is on the record even though nothing else was written.
+"""
+import hashlib
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import audit, rules
+from .importer import parse_checklist
+from .models import (
+    ChecklistTemplate,
+    ContactField,
+    ContactValue,
+    GoLiveApproval,
+    GoLiveRequest,
+    Group,
+    Item,
+    ItemNote,
+    ItemState,
+    Phase,
+    Runbook,
+    SignOff,
+)
+
+
+class Refused(Exception):
+    """An action the rules refused; `.decision` carries the reason and HTTP status."""
+
+    def __init__(self, decision):
+        super().__init__(decision.reason)
+        self.decision = decision
+
+    @property
+    def status(self):
+        return self.decision.status
+
+
+def _refuse(decision, user, action, obj=None, runbook=None, phase=None, item=None):
+    audit.record(
+        "denied",
+        actor=user,
+        obj=obj,
+        runbook=runbook,
+        phase=phase,
+        item=item,
+        after={"attempted": action, "reason": decision.reason, "status": decision.status},
+    )
+    raise Refused(decision)
+
+
+def deny(user, action, decision, **where):
+    """Record a refusal decided outside an action (a view's read check) and raise it."""
+    _refuse(decision, user, action, **where)
+
+
+def _check(decision, user, action, **where):
+    if not decision:
+        # Leave the action's transaction first: the refusal is recorded on its own.
+        raise _Deferred(decision, user, action, where)
+
+
+class _Deferred(Exception):
+    def __init__(self, decision, user, action, where):
+        self.args_ = (decision, user, action, where)
+
+
+def _run(fn):
+    """Run an action body in a transaction; record and raise refusals outside it."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            with transaction.atomic():
+                return fn(*args, **kwargs)
+        except _Deferred as deferred:
+            decision, user, action, where = deferred.args_
+            _refuse(decision, user, action, **where)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _lock_runbook(runbook_id):
+    runbook = Runbook.objects.select_for_update().get(pk=runbook_id)
+    Runbook.objects.filter(pk=runbook_id).update(revision=F("revision") + 1)
+    return runbook
+
+
+def _lock_state(state_id):
+    runbook_id = ItemState.objects.values_list("runbook_id", flat=True).get(pk=state_id)
+    runbook = _lock_runbook(runbook_id)
+    state = (
+        ItemState.objects.select_for_update(of=("self",))
+        .select_related("item__group__phase", "checked_by")
+        .get(pk=state_id)
+    )
+    return runbook, state
+
+
+def _item_snapshot(state):
+    return {
+        "checked": state.checked,
+        "checked_by": state.checked_by.get_username() if state.checked_by else None,
+        "checked_at": state.checked_at.isoformat() if state.checked_at else None,
+        "not_applicable": state.not_applicable,
+        "na_reason": state.na_reason,
+        "earned_by": state.earned_by,
+        "version": state.version,
+    }
+
+
+def _where(state):
+    return {"obj": state, "runbook": state.runbook, "phase": state.item.group.phase, "item": state.item}
+
+
+def _check_version(state, expected_version, user, action):
+    if expected_version is not None and int(expected_version) != state.version:
+        who = state.checked_by.get_username() if state.checked_by else "someone"
+        _check(
+            rules.Decision(False, f"This item was changed by {who} since you loaded it; "
+                                  "your change was not applied. The page now shows the latest.", 409),
+            user, action, **_where(state),
+        )
+
+
+def _add_note(state, user, action, text):
+    text = (text or "").strip()
+    if text:
+        ItemNote.objects.create(state=state, author=user, action=action, text=text)
+    return text
+
+
+@_run
+def tick(user, state, note="", expected_version=None, earned_by=""):
+    """Tick an item. `earned_by` names the job run that earned it (the user started the job)."""
+    runbook, state = _lock_state(state.pk)
+    _check_version(state, expected_version, user, "tick")
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_tick(user, state, facts), user, "tick", **_where(state))
+    before = _item_snapshot(state)
+    state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
+    state.earned_by = earned_by
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    note = _add_note(state, user, "tick", note)
+    audit.record("tick", actor=user, before=before, after={**_item_snapshot(state), "note": note},
+                 **_where(state))
+    return state
+
+
+@_run
+def untick(user, state, note="", expected_version=None):
+    """Untick an item; in a signed-off phase this withdraws that sign-off and every later one."""
+    runbook, state = _lock_state(state.pk)
+    _check_version(state, expected_version, user, "untick")
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_untick(user, state, facts), user, "untick", **_where(state))
+    before = _item_snapshot(state)
+    state.checked, state.checked_by, state.checked_at, state.earned_by = False, None, None, ""
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    note = _add_note(state, user, "untick", note)
+    audit.record("untick", actor=user, before=before, after={**_item_snapshot(state), "note": note},
+                 **_where(state))
+    _withdraw_from(runbook, state.item.group.phase, user,
+                   f"Item unticked: {state.item.text}", facts)
+    return state
+
+
+@_run
+def add_note(user, state, text):
+    runbook, state = _lock_state(state.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_change_item(user, state, facts), user, "note", **_where(state))
+    if not (text or "").strip():
+        _check(rules.Decision(False, "A note cannot be empty.", 400), user, "note", **_where(state))
+    note = _add_note(state, user, "note", text)
+    audit.record("note", actor=user, after={"note": note}, **_where(state))
+    return state
+
+
+@_run
+def mark_not_applicable(user, state, reason):
+    runbook, state = _lock_state(state.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_mark_not_applicable(user, state, facts), user, "not-applicable", **_where(state))
+    reason = (reason or "").strip()
+    if not reason:
+        _check(rules.Decision(False, "Say why the item does not apply.", 400), user,
+               "not-applicable", **_where(state))
+    before = _item_snapshot(state)
+    state.not_applicable, state.na_reason = True, reason
+    state.checked_by, state.checked_at = user, timezone.now()
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    _add_note(state, user, "not-applicable", reason)
+    audit.record("not-applicable", actor=user, before=before, after=_item_snapshot(state),
+                 **_where(state))
+    return state
+
+
+@_run
+def clear_not_applicable(user, state, note=""):
+    runbook, state = _lock_state(state.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_clear_not_applicable(user, state, facts), user, "applicable", **_where(state))
+    before = _item_snapshot(state)
+    state.not_applicable, state.na_reason = False, ""
+    state.checked_by, state.checked_at = None, None
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    _add_note(state, user, "applicable", note)
+    audit.record("applicable", actor=user, before=before, after=_item_snapshot(state),
+                 **_where(state))
+    _withdraw_from(runbook, state.item.group.phase, user,
+                   f"Item made applicable again: {state.item.text}", facts)
+    return state
+
+
+def _withdraw_from(runbook, phase, user, reason, facts):
+    """Withdraw the standing sign-off of `phase` (if any) and of every later gated phase, and
+    void an open go-live request, each with its own audit event."""
+    if phase.kind != Phase.GATED:
+        return []
+    later = [p for p in facts.gated if p.order >= phase.order]
+    withdrawn = []
+    now = timezone.now()
+    for p in later:
+        sign_off = facts.sign_offs.get(p.pk)
+        if sign_off is None:
+            continue
+        sign_off.withdrawn_at, sign_off.withdrawn_by, sign_off.withdrawn_reason = now, user, reason
+        sign_off.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawn_reason"])
+        audit.record("sign-off-withdrawn", actor=user, obj=sign_off, runbook=runbook, phase=p,
+                     before={"signed_off_by": sign_off.lead.get_username()},
+                     after={"withdrawn": True, "reason": reason})
+        withdrawn.append(sign_off)
+    if withdrawn and facts.go_live is not None:
+        request = facts.go_live
+        request.state, request.withdrawn_at = GoLiveRequest.WITHDRAWN, now
+        request.withdrawn_reason = f"A sign-off was withdrawn ({reason})"
+        request.save(update_fields=["state", "withdrawn_at", "withdrawn_reason"])
+        audit.record("go-live-withdrawn", actor=user, obj=request, runbook=runbook,
+                     after={"reason": request.withdrawn_reason})
+    return withdrawn
+
+
+@_run
+def sign_off(user, runbook, phase, comment=""):
+    """A lead signs off a complete phase, which opens the next one."""
+    runbook = _lock_runbook(runbook.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_sign_off(user, phase, facts), user, "sign-off", obj=phase, runbook=runbook,
+           phase=phase)
+    record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
+    audit.record("sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
+                 after={"phase": phase.title, "comment": record.comment})
+    return record
+
+
+@_run
+def request_go_live(user, runbook, comment=""):
+    runbook = _lock_runbook(runbook.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_request_go_live(user, facts), user, "go-live-request", obj=runbook,
+           runbook=runbook)
+    request = GoLiveRequest.objects.create(runbook=runbook, requested_by=user, comment=comment.strip())
+    audit.record("go-live-request", actor=user, obj=request, runbook=runbook,
+                 after={"comment": request.comment})
+    return request
+
+
+@_run
+def approve_go_live(user, runbook, comment=""):
+    """A lead other than the requester approves; authorization is computed from the approvals."""
+    runbook = _lock_runbook(runbook.pk)
+    facts = rules.RunbookFacts.load(runbook)
+    _check(rules.can_approve_go_live(user, facts), user, "go-live-approve", obj=runbook,
+           runbook=runbook)
+    approval = GoLiveApproval.objects.create(request=facts.go_live, lead=user, comment=comment.strip())
+    facts = rules.RunbookFacts.load(runbook)
+    block = rules.status_block(facts)
+    audit.record("go-live-approve", actor=user, obj=approval, runbook=runbook,
+                 after={"comment": approval.comment, "approvals": block.approvals,
+                        "authorized": block.go_live_authorized})
+    if block.go_live_authorized:
+        audit.record("go-live-authorized", actor=user, obj=facts.go_live, runbook=runbook,
+                     after={"approved_by": sorted(a.lead.get_username() for a in facts.approvals)})
+    return approval
+
+
+@_run
+def set_contact(user, runbook, field, value):
+    runbook = _lock_runbook(runbook.pk)
+    _check(rules.can_edit_contacts(user), user, "contact", obj=field, runbook=runbook)
+    contact, _ = ContactValue.objects.select_for_update().get_or_create(runbook=runbook, field=field)
+    before = {"value": contact.value}
+    contact.value, contact.updated_by, contact.updated_at = value.strip(), user, timezone.now()
+    contact.save()
+    audit.record("contact", actor=user, obj=contact, runbook=runbook,
+                 before=before, after={"field": field.label, "value": contact.value})
+    return contact
+
+
+@_run
+def start_runbook(user, template, name):
+    """Start a runbook on one template version: one ItemState per item, all unticked."""
+    _check(rules.can_start_runbook(user), user, "start-runbook", obj=template)
+    name = (name or "").strip()
+    if not name:
+        _check(rules.Decision(False, "A runbook needs a name.", 400), user, "start-runbook",
+               obj=template)
+    runbook = Runbook.objects.create(template=template, name=name, created_by=user)
+    items = Item.objects.filter(group__phase__template=template).only("pk")
+    ItemState.objects.bulk_create([ItemState(runbook=runbook, item=i) for i in items])
+    ContactValue.objects.bulk_create(
+        [ContactValue(runbook=runbook, field=f) for f in template.contact_fields.all()]
+    )
+    audit.record("runbook-start", actor=user, obj=runbook, runbook=runbook,
+                 after={"name": name, "template": str(template), "items": len(items)})
+    return runbook
+
+
+@transaction.atomic
+def import_template(text, name=None, user=None):
+    """Parse Markdown checklist text and store it as a new template version.
+
+    Returns (template, created). The same text under the same name returns the existing version.
+    Raises importer.ChecklistParseError (naming the line) on input it cannot read.
+    """
+    if isinstance(text, bytes):
+        raw = text
+    else:
+        raw = text.encode("utf-8")
+    sha = hashlib.sha256(raw).hexdigest()
+    parsed = parse_checklist(raw)
+    name = (name or parsed.title or "Checklist").strip()[:200]
+    existing = ChecklistTemplate.objects.filter(name=name, sha256=sha).first()
+    if existing:
+        return existing, False
+    last = ChecklistTemplate.objects.select_for_update().filter(name=name).order_by("-version").first()
+    template = ChecklistTemplate.objects.create(
+        name=name,
+        version=(last.version + 1) if last else 1,
+        title=parsed.title[:300],
+        subtitle=parsed.subtitle[:300],
+        metadata=parsed.metadata,
+        source_text=raw.decode("utf-8", errors="replace"),
+        sha256=sha,
+        guidance=[{"title": g.title, "markdown": g.markdown} for g in parsed.guidance],
+        computed_sections=list(parsed.computed_sections),
+        imported_by=user if user is not None and user.is_authenticated else None,
+    )
+    items = []
+    for p_order, p in enumerate(parsed.phases):
+        phase = Phase.objects.create(template=template, order=p_order, title=p.title, kind=p.kind,
+                                     source_line=p.line)
+        for g_order, g in enumerate(p.groups):
+            group = Group.objects.create(phase=phase, order=g_order, section=g.section,
+                                         title=g.title, source_line=g.line)
+            items += [Item(group=group, order=i_order, text=i.text, if_applicable=i.if_applicable,
+                           source_line=i.line) for i_order, i in enumerate(g.items)]
+    Item.objects.bulk_create(items)
+    ContactField.objects.bulk_create(
+        [ContactField(template=template, order=n, section=c.section, label=c.label,
+                      placeholder=c.placeholder) for n, c in enumerate(parsed.contacts)]
+    )
+    audit.record("template-import", actor=user, obj=template,
+                 after={"name": name, "version": template.version, "sha256": sha,
+                        "phases": len(parsed.phases), "items": len(items)})
+    return template, True

@@ -1,0 +1,86 @@
+from django.contrib import admin
+
+from .models import (
+    ApiToken, AuditEvent, ChecklistTemplate, ContactField, Group, Item, ItemState, Phase, Runbook,
+    SignOff,
+)
+
+
+class PhaseInline(admin.TabularInline):
+    model = Phase
+    extra = 0
+
+
+@admin.register(ChecklistTemplate)
+class ChecklistTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "sha256", "imported_at"]
+    readonly_fields = ["source_text", "sha256"]
+    inlines = [PhaseInline]
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):
+    list_display = ["title", "phase", "section", "order"]
+    list_filter = ["phase__template"]
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["text", "group", "if_applicable"]
+    list_filter = ["group__phase__template", "group__phase"]
+    search_fields = ["text"]
+
+
+admin.site.register(ContactField)
+
+
+class ItemStateInline(admin.TabularInline):
+    model = ItemState
+    extra = 0
+    can_delete = False
+    fields = ["item", "checked", "checked_by", "checked_at", "not_applicable"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Runbook)
+class RunbookAdmin(admin.ModelAdmin):
+    list_display = ["name", "template", "created_at", "created_by"]
+    # State changes go through the app, which applies the rules and writes the audit log.
+    readonly_fields = ["template", "revision", "created_at", "created_by"]
+    inlines = [ItemStateInline]
+
+
+@admin.register(SignOff)
+class SignOffAdmin(admin.ModelAdmin):
+    list_display = ["runbook", "phase", "lead", "created_at", "withdrawn_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["seq", "created_at", "actor_label", "action", "object_type", "object_id"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "object_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "created_at", "last_used_at"]
+    readonly_fields = ["key_sha256"]

@@ -1,0 +1,139 @@
+"""The JSON read API for tools and auditors.
+
+Session or bearer-token auth (`Authorization: Bearer <token>`, made with
+`manage.py create_api_token USER`); the same permission rules as the pages.
+"""
+import hashlib
+import secrets
+
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from . import rules
+from .actions import Refused, deny
+from .models import ApiToken, Runbook
+
+
+def new_token(user, name):
+    """Create a token for `user` and return its plain text (shown once, stored only hashed)."""
+    key = secrets.token_urlsafe(32)
+    ApiToken.objects.create(user=user, name=name, key_sha256=hashlib.sha256(key.encode()).hexdigest())
+    return key
+
+
+def authenticate_token(request):
+    """The user behind a bearer token, or None. Session auth is handled by Django."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    digest = hashlib.sha256(header.removeprefix("Bearer ").strip().encode()).hexdigest()
+    token = ApiToken.objects.select_related("user").filter(key_sha256=digest).first()
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+def api_user(request):
+    user = authenticate_token(request)
+    return user if user is not None else request.user
+
+
+def error(status, message):
+    return JsonResponse({"error": message}, status=status)
+
+
+def _user(u):
+    return u.get_username() if u is not None else None
+
+
+def _when(dt):
+    return dt.isoformat() if dt else None
+
+
+def runbook_document(runbook, facts=None, item_extra=None):
+    """The runbook as the API and the exports show it."""
+    facts = facts or rules.RunbookFacts.load(runbook)
+    block = rules.status_block(facts)
+    by_group = {}
+    for st in facts.states:
+        entry = {
+            "id": st.item_id,
+            "state_id": st.pk,
+            "text": st.item.text,
+            "checked": st.checked,
+            "checked_by": _user(st.checked_by) if st.checked else None,
+            "checked_at": _when(st.checked_at) if st.checked else None,
+            "not_applicable": st.not_applicable,
+            "na_reason": st.na_reason,
+            "earned_by": st.earned_by,
+            "version": st.version,
+        }
+        if item_extra:
+            entry.update(item_extra(st))
+        by_group.setdefault(st.item.group_id, (st.item.group, []))[1].append(entry)
+    phases = []
+    for p in facts.phases:
+        status = facts.status(p)
+        phases.append(
+            {
+                "id": p.pk,
+                "title": p.title,
+                "kind": p.kind,
+                "state": status.state,
+                "lock_reason": status.reason,
+                "done": status.done,
+                "total": status.total,
+                "signed_off_by": _user(status.sign_off.lead) if status.sign_off else None,
+                "signed_off_at": _when(status.sign_off.created_at) if status.sign_off else None,
+                "groups": [
+                    {"id": g.pk, "section": g.section, "title": g.title, "items": items}
+                    for g, items in (v for v in by_group.values() if v[0].phase_id == p.pk)
+                ],
+            }
+        )
+    return {
+        "id": runbook.pk,
+        "name": runbook.name,
+        "revision": runbook.revision,
+        "template": {"id": runbook.template_id, "name": runbook.template.name,
+                     "version": runbook.template.version, "sha256": runbook.template.sha256},
+        "phases": phases,
+        "status": {
+            "done": block.done,
+            "total": block.total,
+            "all_checks_complete": block.all_checks_complete,
+            "ready_for_production": block.ready_for_production,
+            "team_approval": block.team_approval,
+            "go_live": block.go_live_state,
+            "go_live_authorized": block.go_live_authorized,
+            "approvals_required": block.approvals_required,
+            "missing": block.missing,
+        },
+        "go_live_request": (
+            {"requested_by": _user(facts.go_live.requested_by),
+             "requested_at": _when(facts.go_live.requested_at)}
+            if facts.go_live else None
+        ),
+        "approvals": [
+            {"lead": _user(a.lead), "at": _when(a.created_at), "comment": a.comment}
+            for a in facts.approvals
+        ],
+    }
+
+
+@require_GET
+def runbook_detail(request, runbook_id):
+    user = api_user(request)
+    if not user.is_authenticated:
+        return error(401, "Log in or send 'Authorization: Bearer <token>'.")
+    runbook = get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+    try:
+        decision = rules.can_read(user)
+        if not decision:
+            deny(user, "api-read", decision, obj=runbook, runbook=runbook)
+    except Refused as refused:
+        return error(refused.status, str(refused))
+    return JsonResponse(runbook_document(runbook))

@@ -1,0 +1,261 @@
+"""The checklist as data.
+
+A ChecklistTemplate is one imported version of a Markdown checklist (source text and sha256 kept).
+Its Phases (gated, rollback, success) hold Groups, which hold Items. A Runbook is one deployment
+working through one template version: it holds one ItemState per item, sign-offs, go-live
+requests and approvals, and the emergency contact values. Decisions live in rules.py, state changes
+in actions.py; the models only hold data and small derived properties.
+"""
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .audit import AuditEvent  # noqa: F401  (the audit log is part of this app's models)
+
+
+class ChecklistTemplate(models.Model):
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    title = models.CharField(max_length=300, blank=True)
+    subtitle = models.CharField(max_length=300, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    source_text = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    guidance = models.JSONField(default=list, blank=True)  # [{"title", "markdown"}]
+    computed_sections = models.JSONField(default=list, blank=True)
+    imported_at = models.DateTimeField(default=timezone.now)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="template_name_version"),
+            models.UniqueConstraint(fields=["name", "sha256"], name="template_name_sha256"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} v{self.version}"
+
+
+class Phase(models.Model):
+    GATED, ROLLBACK, SUCCESS = "gated", "rollback", "success"
+    KIND_CHOICES = [(GATED, "Gated phase"), (ROLLBACK, "Rollback plan"), (SUCCESS, "Success criteria")]
+
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.CASCADE, related_name="phases")
+    order = models.PositiveIntegerField()
+    title = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=KIND_CHOICES)
+    source_line = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["template", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "order"], name="phase_template_order")
+        ]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def short_title(self):
+        """'Pre-Deployment Phase' reads as 'Pre-Deployment' in sentences."""
+        return self.title.removesuffix(" Phase")
+
+
+class Group(models.Model):
+    phase = models.ForeignKey(Phase, on_delete=models.CASCADE, related_name="groups")
+    order = models.PositiveIntegerField()
+    section = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=200)
+    source_line = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["phase", "order"]
+
+    def __str__(self):
+        return self.title
+
+
+class Item(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="items")
+    order = models.PositiveIntegerField()
+    text = models.CharField(max_length=500)  # back-ticked code kept as back-ticks
+    if_applicable = models.BooleanField(default=False)
+    source_line = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["group", "order"]
+
+    def __str__(self):
+        return self.text
+
+
+class ContactField(models.Model):
+    template = models.ForeignKey(
+        ChecklistTemplate, on_delete=models.CASCADE, related_name="contact_fields"
+    )
+    order = models.PositiveIntegerField()
+    section = models.CharField(max_length=200, blank=True)
+    label = models.CharField(max_length=200)
+    placeholder = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["template", "order"]
+
+    def __str__(self):
+        return self.label
+
+
+class Runbook(models.Model):
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.PROTECT, related_name="runbooks")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Bumped by every write so other people's pages can poll cheaply for "anything new?".
+    revision = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+
+class ItemState(models.Model):
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="item_states")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="states")
+    checked = models.BooleanField(default=False)
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checked_at = models.DateTimeField(null=True, blank=True)
+    not_applicable = models.BooleanField(default=False)
+    na_reason = models.TextField(blank=True)
+    # Set when a job earned the tick; who started the job is checked_by.
+    earned_by = models.CharField(max_length=200, blank=True)
+    # Optimistic version: every write increments it under a row lock.
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["item__group__phase__order", "item__group__order", "item__order"]
+        constraints = [
+            models.UniqueConstraint(fields=["runbook", "item"], name="itemstate_runbook_item")
+        ]
+
+    def __str__(self):
+        return f"{self.runbook}: {self.item}"
+
+    @property
+    def complete(self):
+        return self.checked or self.not_applicable
+
+
+class ItemNote(models.Model):
+    """A note on an item. Notes are appended, never overwritten, so two people writing at once
+    both keep what they wrote."""
+
+    state = models.ForeignKey(ItemState, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20, blank=True)  # tick, untick, note, not-applicable
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+
+class SignOff(models.Model):
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="sign_offs")
+    phase = models.ForeignKey(Phase, on_delete=models.PROTECT, related_name="sign_offs")
+    lead = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    withdrawn_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            # At most one standing sign-off per phase of a runbook; withdrawn ones stay as history.
+            models.UniqueConstraint(
+                fields=["runbook", "phase"],
+                condition=models.Q(withdrawn_at__isnull=True),
+                name="signoff_one_standing_per_phase",
+            )
+        ]
+
+    @property
+    def standing(self):
+        return self.withdrawn_at is None
+
+
+class GoLiveRequest(models.Model):
+    OPEN, WITHDRAWN = "open", "withdrawn"
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="go_live_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    comment = models.TextField(blank=True)
+    state = models.CharField(max_length=10, default=OPEN)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["runbook"], condition=models.Q(state="open"), name="golive_one_open_request"
+            )
+        ]
+
+
+class GoLiveApproval(models.Model):
+    request = models.ForeignKey(GoLiveRequest, on_delete=models.CASCADE, related_name="approvals")
+    lead = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "lead"], name="golive_one_approval_per_lead")
+        ]
+
+
+class ContactValue(models.Model):
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="contact_values")
+    field = models.ForeignKey(ContactField, on_delete=models.PROTECT, related_name="+")
+    value = models.CharField(max_length=300, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["runbook", "field"], name="contact_runbook_field")
+        ]
+
+
+class ApiToken(models.Model):
+    """A bearer token for tools and auditors; only its sha256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.user})"

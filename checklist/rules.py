@@ -1,0 +1,374 @@
+"""Every "may this happen now?" of the checklist, as plain functions.
+
+The rules read a `RunbookFacts` snapshot (built in a fixed number of queries, whatever the number
+of items) and return a `Decision` with a reason a page can show. They never write. Views, the API,
+tasks and management commands all ask the same functions; actions.py asks them again under a row
+lock before it writes.
+"""
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from .models import GoLiveRequest, ItemState, Phase, SignOff
+
+MEMBER, LEAD, AUDITOR, ADMIN = "member", "lead", "auditor", "admin"
+ROLES = (MEMBER, LEAD, AUDITOR, ADMIN)
+
+LOCKED, OPEN, COMPLETE, SIGNED_OFF = "locked", "open", "complete", "signed-off"
+
+FORBIDDEN, CONFLICT = 403, 409
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    status: int = 200  # the HTTP status a refusal maps to: 403 (role) or 409 (state)
+
+    def __bool__(self):
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+
+def _forbid(reason):
+    return Decision(False, reason, FORBIDDEN)
+
+
+def _conflict(reason):
+    return Decision(False, reason, CONFLICT)
+
+
+def roles(user):
+    """The set of role names a user holds (Django groups; a superuser is an admin)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, "_mingus_roles", None)
+    if cached is None:
+        cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        if user.is_superuser:
+            cached |= {ADMIN}
+        user._mingus_roles = cached
+    return cached
+
+
+def can_read(user):
+    """Anyone holding a role may read every runbook and its history."""
+    if roles(user):
+        return ALLOW
+    return _forbid("You need a role (member, lead, auditor or admin) to see runbooks.")
+
+
+def can_work(user):
+    """Tick, untick, note, run jobs: members, leads and admins; auditors change nothing."""
+    if roles(user) & {MEMBER, LEAD, ADMIN}:
+        return ALLOW
+    if AUDITOR in roles(user):
+        return _forbid("Auditors can read and export, but cannot change a runbook.")
+    return _forbid("Only members, leads and admins can change a runbook.")
+
+
+def can_lead(user):
+    if roles(user) & {LEAD, ADMIN}:
+        return ALLOW
+    return _forbid("Only a lead can do this.")
+
+
+def can_start_runbook(user):
+    return can_lead(user)
+
+
+@dataclass
+class PhaseStatus:
+    phase: Phase
+    state: str
+    reason: str  # why it is locked, empty otherwise
+    done: int
+    total: int
+    sign_off: SignOff | None
+
+    @property
+    def percent(self):
+        return round(100 * self.done / self.total) if self.total else 100
+
+    @property
+    def is_open(self):
+        return self.state != LOCKED
+
+
+@dataclass
+class RunbookFacts:
+    """Everything the rules need about one runbook, read in a fixed number of queries."""
+
+    runbook: object
+    phases: list
+    states: list  # ItemState with item, group and phase joined, in checklist order
+    sign_offs: dict  # phase_id -> the standing SignOff
+    go_live: GoLiveRequest | None
+    approvals: list
+    statuses: dict = field(default_factory=dict)  # phase_id -> PhaseStatus
+
+    @classmethod
+    def load(cls, runbook):
+        phases = list(Phase.objects.filter(template_id=runbook.template_id).order_by("order"))
+        states = list(
+            ItemState.objects.filter(runbook=runbook)
+            .select_related("item__group__phase", "checked_by")
+            .order_by("item__group__phase__order", "item__group__order", "item__order")
+        )
+        sign_offs = {
+            s.phase_id: s
+            for s in SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
+            .select_related("lead")
+        }
+        go_live = (
+            GoLiveRequest.objects.filter(runbook=runbook, state=GoLiveRequest.OPEN)
+            .select_related("requested_by")
+            .first()
+        )
+        approvals = list(go_live.approvals.select_related("lead")) if go_live else []
+        facts = cls(runbook, phases, states, sign_offs, go_live, approvals)
+        facts.statuses = _phase_statuses(facts)
+        return facts
+
+    @property
+    def gated(self):
+        return [p for p in self.phases if p.kind == Phase.GATED]
+
+    def status(self, phase):
+        return self.statuses[phase.pk if hasattr(phase, "pk") else phase]
+
+
+def _phase_statuses(facts):
+    done, total = {}, {}
+    for st in facts.states:
+        pid = st.item.group.phase_id
+        total[pid] = total.get(pid, 0) + 1
+        done[pid] = done.get(pid, 0) + (1 if st.complete else 0)
+
+    statuses = {}
+    previous = None
+    for phase in facts.gated:
+        reason = ""
+        if previous is not None and statuses[previous.pk].state != SIGNED_OFF:
+            reason = f"{phase.short_title} opens when {previous.short_title} is complete and signed off."
+        statuses[phase.pk] = _status(phase, reason, done, total, facts.sign_offs.get(phase.pk))
+        previous = phase
+
+    gated = facts.gated
+    for phase in facts.phases:
+        if phase.kind == Phase.GATED:
+            continue
+        # The Rollback Plan can be worked once Migration (the second phase) has opened; the
+        # Success Criteria open with Deployment (the third). Shorter templates gate on the last.
+        index = 1 if phase.kind == Phase.ROLLBACK else 2
+        opener = gated[min(index, len(gated) - 1)] if gated else None
+        reason = ""
+        if opener is not None and statuses[opener.pk].state == LOCKED:
+            reason = f"The {phase.title} opens when the {opener.title} opens."
+        statuses[phase.pk] = _status(phase, reason, done, total, None)
+    return statuses
+
+
+def _status(phase, lock_reason, done, total, sign_off):
+    d, t = done.get(phase.pk, 0), total.get(phase.pk, 0)
+    if lock_reason:
+        state = LOCKED
+    elif sign_off is not None:
+        state = SIGNED_OFF
+    elif d == t:
+        state = COMPLETE
+    else:
+        state = OPEN
+    return PhaseStatus(phase, state, lock_reason, d, t, sign_off)
+
+
+def phase_state(facts, phase):
+    """locked / open / complete / signed-off, with the reason a locked phase is locked."""
+    return facts.status(phase)
+
+
+def group_complete(facts, group):
+    return all(st.complete for st in facts.states if st.item.group_id == group.pk)
+
+
+def can_change_item(user, item_state, facts):
+    """May this user tick, untick, annotate or mark this item now?"""
+    decision = can_work(user)
+    if not decision:
+        return decision
+    status = facts.status(item_state.item.group.phase_id)
+    if status.state == LOCKED:
+        return _conflict(status.reason)
+    return ALLOW
+
+
+def can_tick(user, item_state, facts):
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    if item_state.checked:
+        who = item_state.checked_by.get_username() if item_state.checked_by else "a job"
+        return _conflict(f"Already ticked by {who}.")
+    if item_state.not_applicable:
+        return _conflict("This item is marked not applicable; clear that first.")
+    return ALLOW
+
+
+def can_untick(user, item_state, facts):
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    if not item_state.checked:
+        return _conflict("This item is not ticked.")
+    return ALLOW
+
+
+def can_mark_not_applicable(user, item_state, facts):
+    """'(if applicable)' items: any worker; any other item: only a lead."""
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    if not item_state.item.if_applicable and not can_lead(user):
+        return _forbid("Only a lead can mark an item not applicable unless it says 'if applicable'.")
+    if item_state.checked:
+        return _conflict("Untick the item before marking it not applicable.")
+    if item_state.not_applicable:
+        return _conflict("This item is already marked not applicable.")
+    return ALLOW
+
+
+def can_clear_not_applicable(user, item_state, facts):
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    if not item_state.not_applicable:
+        return _conflict("This item is not marked not applicable.")
+    return ALLOW
+
+
+def can_sign_off(user, phase, facts):
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    if phase.kind != Phase.GATED:
+        return _conflict(f"The {phase.title} is not signed off; only the four phases are.")
+    status = facts.status(phase)
+    if status.state == LOCKED:
+        return _conflict(status.reason)
+    if status.state == SIGNED_OFF:
+        return _conflict(f"{phase.title} is already signed off.")
+    if status.state != COMPLETE:
+        missing = status.total - status.done
+        return _conflict(f"{phase.title} is not complete: {missing} item(s) still open.")
+    return ALLOW
+
+
+def all_phases_signed_off(facts):
+    return bool(facts.gated) and all(facts.status(p).state == SIGNED_OFF for p in facts.gated)
+
+
+def approvals_required():
+    return settings.GO_LIVE_APPROVALS_REQUIRED
+
+
+def can_request_go_live(user, facts):
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    if facts.go_live is not None:
+        return _conflict("Go-live has already been requested.")
+    if not all_phases_signed_off(facts):
+        return _conflict("Go-live can be requested once all four phases are signed off.")
+    return ALLOW
+
+
+def can_approve_go_live(user, facts):
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    if facts.go_live is None:
+        return _conflict("Nobody has requested go-live yet.")
+    if not all_phases_signed_off(facts):
+        return _conflict("Go-live needs all four phases signed off.")
+    if facts.go_live.requested_by_id == user.pk:
+        return _forbid("You requested this go-live; a different lead must approve it.")
+    if any(a.lead_id == user.pk for a in facts.approvals):
+        return _conflict("You have already approved this go-live.")
+    return ALLOW
+
+
+def can_edit_contacts(user):
+    return can_lead(user)
+
+
+@dataclass
+class StatusBlock:
+    """The seed's 'Checklist Completion' block, computed instead of ticked."""
+
+    phases: list  # PhaseStatus of the gated phases
+    all_checks_complete: bool
+    ready_for_production: bool
+    team_approval: str
+    approvals: int
+    approvals_required: int
+    go_live_authorized: bool
+    go_live_state: str
+    missing: list  # what still stands between the runbook and go-live, in plain words
+    done: int
+    total: int
+
+    @property
+    def percent(self):
+        return round(100 * self.done / self.total) if self.total else 100
+
+
+def status_block(facts):
+    gated = [facts.status(p) for p in facts.gated]
+    done = sum(1 for st in facts.states if st.complete)
+    total = len(facts.states)
+    all_complete = all(s.state in (COMPLETE, SIGNED_OFF) for s in gated)
+    signed = all_phases_signed_off(facts)
+    required = approvals_required()
+    count = len({a.lead_id for a in facts.approvals})
+    authorized = signed and facts.go_live is not None and count >= required
+
+    missing = []
+    for s in gated:
+        if s.state in (LOCKED, OPEN):
+            missing.append(f"{s.phase.title}: {s.total - s.done} of {s.total} items open.")
+        if s.state != SIGNED_OFF:
+            missing.append(f"{s.phase.title} is not signed off.")
+    if facts.go_live is None:
+        missing.append("Go-live has not been requested.")
+    elif count < required:
+        missing.append(f"Go-live needs {required - count} more lead approval(s).")
+
+    if authorized:
+        state, team = "authorized", "Approved"
+    elif facts.go_live is not None:
+        state, team = "awaiting approval", f"{count} of {required} approvals"
+    else:
+        state, team = "not requested", "Pending"
+    return StatusBlock(
+        phases=gated,
+        all_checks_complete=all_complete,
+        ready_for_production=signed,
+        team_approval=team,
+        approvals=count,
+        approvals_required=required,
+        go_live_authorized=authorized,
+        go_live_state=state,
+        missing=missing,
+        done=done,
+        total=total,
+    )
+
+
+def current_phase(facts):
+    """The first gated phase that is not signed off (None when all are)."""
+    for p in facts.gated:
+        if facts.status(p).state != SIGNED_OFF:
+            return p
+    return None

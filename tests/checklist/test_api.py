@@ -1,0 +1,45 @@
+import pytest
+from django.urls import reverse
+
+from checklist import actions
+from checklist.api import new_token
+from checklist.models import AuditEvent
+
+from .factories import gated, sign_off_through, states_of
+
+pytestmark = pytest.mark.django_db
+
+
+def test_runbook_document_shows_phases_items_and_status(client, runbook, users):
+    sign_off_through(runbook, 1, users["member"], users["lead"])
+    client.force_login(users["auditor"])
+    data = client.get(reverse("api-runbook", args=[runbook.pk])).json()
+    assert [p["state"] for p in data["phases"]] == [
+        "signed-off", "open", "locked", "locked", "open", "locked"]
+    first = data["phases"][0]
+    assert first["title"] == "Pre-Deployment Phase" and first["signed_off_by"] == "lead"
+    item = first["groups"][0]["items"][0]
+    assert item["checked"] and item["checked_by"] == "member" and item["checked_at"]
+    assert data["status"]["done"] == 32 and data["status"]["total"] == 136
+    assert data["status"]["go_live"] == "not requested"
+    assert data["phases"][2]["lock_reason"].startswith("Deployment opens when Migration")
+
+
+def test_bearer_token_works_and_a_bad_one_does_not(client, runbook, users):
+    key = new_token(users["auditor"], "ci")
+    url = reverse("api-runbook", args=[runbook.pk])
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert client.get(url).status_code == 401
+
+
+def test_user_without_role_gets_403_and_an_audit_event(client, runbook, users):
+    client.force_login(users["nobody"])
+    response = client.get(reverse("api-runbook", args=[runbook.pk]))
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="denied", actor=users["nobody"]).exists()
+
+
+def test_unknown_runbook_is_404(client, users, runbook):
+    client.force_login(users["auditor"])
+    assert client.get(reverse("api-runbook", args=[999999])).status_code == 404

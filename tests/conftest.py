@@ -1,0 +1,56 @@
+"""Shared fixtures: users in each role, the MINGUS seed imported, a runbook on it."""
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SEED = SHARED / "seed" / "mingus-deployment-checklist.md"
+FIXTURES = SHARED / "fixtures" / "mingus"
+ROLES = ("member", "lead", "auditor", "admin")
+
+
+def require_shared():
+    if not SEED.exists():
+        pytest.fail(f"../shared is missing: {SEED} not found (tests read the seed and fixtures "
+                    "from ../shared beside the repository)")
+
+
+def make_user(username, role=None):
+    user = User.objects.create_user(username, password="pw-" + username)
+    if role == "admin":
+        user.is_superuser = user.is_staff = True
+        user.save()
+    if role:
+        group, _ = Group.objects.get_or_create(name=role)
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def users(db):
+    return {
+        "member": make_user("member", "member"),
+        "lead": make_user("lead", "lead"),
+        "lead2": make_user("lead2", "lead"),
+        "auditor": make_user("auditor", "auditor"),
+        "admin": make_user("admin", "admin"),
+        "nobody": make_user("nobody"),
+    }
+
+
+@pytest.fixture
+def template(db):
+    from checklist.actions import import_template
+
+    require_shared()
+    tpl, _ = import_template(SEED.read_bytes(), name="MINGUS")
+    return tpl
+
+
+@pytest.fixture
+def runbook(template, users):
+    from checklist.actions import start_runbook
+
+    return start_runbook(users["lead"], template, "MINGUS production")

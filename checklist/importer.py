@@ -1,0 +1,507 @@
+"""Turn a Markdown deployment checklist into plain data the importer can save.
+
+This module is pure Python on purpose: it imports nothing from Django, so the parser is tested
+without a database and the ``import_checklist`` command only has to save what it returns.
+
+How the Markdown maps to the structure (see ``/work/shared/seed/mingus-deployment-checklist.md``):
+
+* ``# Title`` (the first block) is ``ParsedChecklist.title``, emoji kept. A ``## Subtitle`` on
+  the very next line is the subtitle. ``### **Key**: value`` headings right after them are
+  ``metadata`` (bold dropped, emoji kept).
+* Every other ``##`` heading opens a top-level section; a ``---`` rule closes it. Section
+  titles lose their bold markers and leading emoji ("Pre-Deployment Phase"). The title decides
+  what the section is:
+
+  - "Rollback Plan" and "Success Criteria" are phases of kind ``rollback`` and ``success``;
+  - "Emergency Contacts" holds ``- [ ] **Label**: placeholder`` lines: ``ParsedContact``;
+  - "Checklist Completion" is worked out by the app, so only its title is kept
+    (``computed_sections``);
+  - "Next Steps", and any other section without checkboxes, is ``ParsedGuidance``;
+  - any other section with checkboxes is a ``gated`` phase, in document order.
+
+* Inside a phase, ``###`` headings name the section of the groups below them. A top-level
+  ``- [ ] **Group**`` list item is a ``ParsedGroup``; the ``- [ ]`` items nested one level under
+  it are its ``ParsedItem`` s. Item text drops bold/italic markers and keeps inline code in
+  back-ticks; ``if_applicable`` is set when it says "(if applicable)".
+* Paragraphs between a ``---`` and the next ``##`` (the closing notes) are ``ParsedGuidance``
+  too, titled by their bold lead ("IMPORTANT").
+* ``- [x]`` is read like ``- [ ]``: a template carries no state, ticking happens in the app.
+
+Anything else (no title, a checkbox outside a section, a group without items, an item nested
+too deep, stray prose inside a phase, bytes that are not UTF-8, ...) raises
+``ChecklistParseError`` naming the line, so a broken file never half-imports.
+
+Double-encoded text ("ğŸš€" for "🚀") is repaired with ftfy first; see ``repair_text``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import ftfy
+import ftfy.bad_codecs  # noqa: F401  (registers the sloppy-windows-* codecs used below)
+from ftfy.badness import is_bad
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
+GATED = "gated"
+ROLLBACK = "rollback"
+SUCCESS = "success"
+PHASE_KINDS = (GATED, ROLLBACK, SUCCESS)
+
+_CONTACTS = "contacts"
+_COMPUTED = "computed"
+_GUIDANCE = "guidance"
+
+# Sections recognised by title (case-insensitive, after bold and emoji are stripped).
+_SPECIAL_SECTIONS = {
+    "rollback plan": ROLLBACK,
+    "success criteria": SUCCESS,
+    "emergency contacts": _CONTACTS,
+    "checklist completion": _COMPUTED,
+    "next steps": _GUIDANCE,
+}
+
+_CHECKBOX = re.compile(r"^\[([ xX])\](?:\s+|$)")
+_IF_APPLICABLE = re.compile(r"\(if applicable\)", re.IGNORECASE)
+_LISTS = ("bullet_list", "ordered_list")
+
+_MARKDOWN = MarkdownIt("commonmark")
+
+
+class ChecklistParseError(ValueError):
+    """The checklist cannot be imported; ``line`` (1-based) points at the culprit when known."""
+
+    def __init__(self, line: int | None, message: str):
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+@dataclass
+class ParsedItem:
+    text: str
+    line: int
+    if_applicable: bool
+
+
+@dataclass
+class ParsedGroup:
+    title: str
+    section: str
+    line: int
+    items: list[ParsedItem] = field(default_factory=list)
+
+
+@dataclass
+class ParsedPhase:
+    title: str
+    kind: str  # one of PHASE_KINDS
+    line: int
+    groups: list[ParsedGroup] = field(default_factory=list)
+
+
+@dataclass
+class ParsedContact:
+    section: str
+    label: str
+    placeholder: str
+    line: int
+
+
+@dataclass
+class ParsedGuidance:
+    title: str
+    markdown: str
+    line: int
+
+
+@dataclass
+class ParsedChecklist:
+    title: str
+    subtitle: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    phases: list[ParsedPhase] = field(default_factory=list)
+    contacts: list[ParsedContact] = field(default_factory=list)
+    guidance: list[ParsedGuidance] = field(default_factory=list)
+    computed_sections: list[str] = field(default_factory=list)
+
+    @property
+    def group_count(self) -> int:
+        return sum(len(phase.groups) for phase in self.phases)
+
+    @property
+    def item_count(self) -> int:
+        return sum(len(group.items) for phase in self.phases for group in phase.groups)
+
+
+# --- Mojibake repair -------------------------------------------------------------------------
+
+_FTFY_CONFIG = ftfy.TextFixerConfig(
+    # Markdown decides what an entity means, and `&amp;` inside code must survive.
+    unescape_html=False,
+    # Curly quotes and full-width letters are the author's typography, not damage.
+    uncurl_quotes=False,
+    fix_character_width=False,
+    # Error messages quote line numbers of the file as written.
+    fix_line_breaks=False,
+)
+
+# A space byte is never part of a multi-byte UTF-8 sequence, so mojibake never spans one.
+_WORD = re.compile(r"[^ \t\r\n]+")
+
+# U+FE0F (the emoji variation selector) is EF B8 8F; 0x8F has no character in cp1252/cp1254,
+# so it is dropped when the text is double-encoded, leaving a dangling "ï¸".
+_LOST_VS16 = re.compile(rb"\xef\xb8(?![\x80-\xbf])")
+
+
+def repair_text(text: str) -> str:
+    """Undo double-encoded UTF-8 ("ğŸš€" -> "🚀") as far as the bytes allow; never raises.
+
+    Repair is done word by word. Run over a whole line, ftfy guesses that the space after a
+    truncated emoji was a mangled no-break space and "repairs" "ğŸ” Post" into "🔠Post": the
+    wrong emoji, and the space eaten. Word by word it cannot cross a space, so mojibake whose
+    bytes are really lost is left exactly as it was.
+    """
+    return _WORD.sub(lambda match: _repair_word(match.group()), text)
+
+
+def _repair_word(word: str) -> str:
+    if word.isascii():
+        return word
+    try:
+        fixed = ftfy.fix_text(word, _FTFY_CONFIG)
+        return fixed if fixed != word else _restore_lost_vs16(word)
+    except Exception:  # noqa: BLE001  (repair is best-effort; it must never block an import)
+        return word
+
+
+def _restore_lost_vs16(word: str) -> str:
+    """Repair a word whose only loss is the last byte of U+FE0F ("âš\\xa0ï¸" -> "⚠️")."""
+    for codec in ("sloppy-windows-1252", "sloppy-windows-1254"):
+        try:
+            raw = word.encode(codec)
+        except UnicodeEncodeError:
+            continue
+        restored, count = _LOST_VS16.subn(b"\xef\xb8\x8f", raw)
+        if not count:
+            continue
+        try:
+            fixed = restored.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        # The selector only makes sense right after a symbol; alone, "ï¸" stays as it was.
+        selector_at = [i for i, char in enumerate(fixed) if char == "\ufe0f"]
+        if all(i > 0 and unicodedata.category(fixed[i - 1]) == "So" for i in selector_at):
+            return fixed
+    return word
+
+
+# --- Parsing ---------------------------------------------------------------------------------
+
+
+def parse_checklist(text: str | bytes) -> ParsedChecklist:
+    """Parse a Markdown checklist (text, or UTF-8 bytes) into a ``ParsedChecklist``.
+
+    Raises ``ChecklistParseError`` (and nothing else) for input that cannot be imported.
+    """
+    text = _normalise_newlines(_decode(text))
+    if not text.strip():
+        raise ChecklistParseError(1, "the checklist is empty")
+    text = repair_text(text)
+    lines = text.split("\n")
+    blocks = SyntaxTreeNode(_MARKDOWN.parse(text)).children
+    if not blocks:  # e.g. nothing but a link reference definition
+        raise ChecklistParseError(1, "the checklist must start with a '# ' title")
+
+    checklist, rest = _parse_header(blocks)
+    first_seen: dict[str, int] = {}
+    for heading, body in _sections(rest):
+        if heading is None:
+            checklist.guidance.extend(_loose_note(block, lines) for block in body)
+            continue
+        title, line = _heading_text(heading), _line(heading)
+        if not title:
+            raise ChecklistParseError(line, "section heading is empty")
+        key = " ".join(title.casefold().split())
+        if key in first_seen:
+            raise ChecklistParseError(
+                line, f"duplicate section '{title}' (first at line {first_seen[key]})"
+            )
+        first_seen[key] = line
+        _add_section(checklist, title, line, _SPECIAL_SECTIONS.get(key), body, lines)
+
+    if not checklist.phases:
+        raise ChecklistParseError(
+            1, "no checkbox items found: add a '## ' section with '- [ ] **Group**' lists"
+        )
+    return checklist
+
+
+def _decode(source: object) -> str:
+    if isinstance(source, (bytes, bytearray)):
+        source = bytes(source).removeprefix(b"\xef\xbb\xbf")
+        try:
+            return source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = len(re.split(rb"\r\n|\r|\n", source[: exc.start]))
+            raise ChecklistParseError(
+                line, f"not valid UTF-8 (byte 0x{source[exc.start]:02x}); save the file as UTF-8"
+            ) from None
+    if isinstance(source, str):
+        return source.removeprefix("\ufeff")
+    raise ChecklistParseError(None, f"expected Markdown text or bytes, got {type(source).__name__}")
+
+
+def _normalise_newlines(text: str) -> str:
+    # The same rule markdown-it applies, so our line list matches its token maps.
+    return re.sub(r"\r\n?", "\n", text)
+
+
+def _parse_header(blocks: list[SyntaxTreeNode]) -> tuple[ParsedChecklist, list[SyntaxTreeNode]]:
+    """Read the title, subtitle and metadata; return the checklist and the remaining blocks."""
+    first = blocks[0]
+    if first.type != "heading" or first.tag != "h1":
+        raise ChecklistParseError(_line(first), "the checklist must start with a '# ' title")
+    checklist = ParsedChecklist(title=_inline_text(first).strip())
+    if not checklist.title:
+        raise ChecklistParseError(_line(first), "the '# ' title is empty")
+    position = 1
+    if position < len(blocks) and _is_heading(blocks[position], "h2"):
+        candidate = blocks[position]
+        # Only the line right under the title: with no subtitle, the next `##` is a section.
+        if candidate.map[0] == first.map[1]:
+            checklist.subtitle = _inline_text(candidate).strip()
+            position += 1
+    while position < len(blocks) and _is_heading(blocks[position], "h3"):
+        heading = blocks[position]
+        key, colon, value = _inline_text(heading).partition(":")
+        if not colon or not key.strip():
+            raise ChecklistParseError(
+                _line(heading), "expected '### **Key**: value' metadata before the first section"
+            )
+        checklist.metadata[key.strip()] = value.strip()
+        position += 1
+    return checklist, blocks[position:]
+
+
+def _sections(blocks):
+    """Yield (heading, body) per ``##`` section, and (None, [block]) for a block outside one.
+
+    A ``---`` rule closes the open section, so the notes after the last rule stand alone.
+    """
+    heading, body = None, []
+    for block in blocks:
+        if _is_heading(block, "h2") or block.type == "hr":
+            if heading is not None:
+                yield heading, body
+            heading, body = (block if block.type == "heading" else None), []
+        elif heading is not None:
+            body.append(block)
+        else:
+            yield None, [block]
+    if heading is not None:
+        yield heading, body
+
+
+def _loose_note(block: SyntaxTreeNode, lines: list[str]) -> ParsedGuidance:
+    if block.type == "heading":
+        raise ChecklistParseError(_line(block), f"{_describe(block)} outside any '## ' section")
+    if _has_checkbox([block]):
+        raise ChecklistParseError(_line(block), "checkbox item outside any '## ' section")
+    title = "Note"
+    if block.type == "paragraph":
+        # markdown-it puts an empty text node before a leading "**".
+        lead = [node for node in block.children[0].children if node.content or node.children]
+        if lead and lead[0].type == "strong":
+            title = _strip_icon(_plain(lead[0].children)) or title
+    return ParsedGuidance(title=title, markdown=_source([block], lines), line=_line(block))
+
+
+def _add_section(checklist, title, line, role, body, lines) -> None:
+    if role is None:
+        role = GATED if _has_checkbox(body) else _GUIDANCE
+    if role in PHASE_KINDS:
+        checklist.phases.append(_parse_phase(title, role, line, body))
+    elif role == _CONTACTS:
+        checklist.contacts.extend(_parse_contacts(body))
+    elif role == _COMPUTED:
+        checklist.computed_sections.append(title)
+    else:
+        checklist.guidance.append(ParsedGuidance(title, _source(body, lines), line))
+
+
+def _parse_phase(title: str, kind: str, line: int, body) -> ParsedPhase:
+    phase = ParsedPhase(title=title, kind=kind, line=line)
+    section = ""
+    for block in body:
+        if _is_heading(block, "h3"):
+            section = _heading_text(block)
+        elif block.type in _LISTS:
+            phase.groups.extend(_parse_group(item, section) for item in block.children)
+        else:
+            raise ChecklistParseError(
+                _line(block),
+                f"unexpected {_describe(block)} in phase '{title}': "
+                "only '### ' headings and '- [ ]' lists belong there",
+            )
+    if not phase.groups:
+        raise ChecklistParseError(line, f"phase '{title}' has no '- [ ] **Group**' lists")
+    return phase
+
+
+def _parse_group(node: SyntaxTreeNode, section: str) -> ParsedGroup:
+    head, rest = _split_list_item(node)
+    title = _checkbox_text(head, node)
+    sublists = [child for child in rest if child.type in _LISTS]
+    if len(sublists) != len(rest):
+        stray = next(child for child in rest if child.type not in _LISTS)
+        raise ChecklistParseError(_line(stray), f"unexpected {_describe(stray)} in group '{title}'")
+    if not sublists:
+        if _is_all_bold(head):
+            raise ChecklistParseError(_line(node), f"group '{title}' has no items")
+        raise ChecklistParseError(
+            _line(node), f"item '{title}' has no group: indent it under a '- [ ] **Group**' line"
+        )
+    items = [_parse_item(item) for sublist in sublists for item in sublist.children]
+    return ParsedGroup(title=title, section=section, line=_line(node), items=items)
+
+
+def _parse_item(node: SyntaxTreeNode) -> ParsedItem:
+    head, rest = _split_list_item(node)
+    text = _checkbox_text(head, node)
+    if rest:
+        nested = rest[0].type in _LISTS
+        what = "checkbox nested too deep" if nested else f"unexpected {_describe(rest[0])}"
+        raise ChecklistParseError(
+            _line(rest[0]), f"{what} under item '{text}': items sit one level under their group"
+        )
+    return ParsedItem(text=text, line=_line(node), if_applicable=bool(_IF_APPLICABLE.search(text)))
+
+
+def _parse_contacts(body) -> list[ParsedContact]:
+    contacts, section = [], ""
+    for block in body:
+        if _is_heading(block, "h3"):
+            section = _heading_text(block)
+            continue
+        if block.type not in _LISTS:
+            raise ChecklistParseError(_line(block), f"unexpected {_describe(block)} among contacts")
+        for node in block.children:
+            head, rest = _split_list_item(node)
+            if rest:
+                raise ChecklistParseError(_line(rest[0]), "contacts cannot have nested content")
+            text = _CHECKBOX.sub("", _inline_text(head).strip(), count=1)
+            label, colon, placeholder = text.partition(":")
+            if not colon or not label.strip():
+                raise ChecklistParseError(
+                    _line(node), "a contact must read '- [ ] **Label**: placeholder'"
+                )
+            contacts.append(ParsedContact(section, label.strip(), placeholder.strip(), _line(node)))
+    return contacts
+
+
+# --- Small readers over the syntax tree -----------------------------------------------------
+
+
+def _line(node: SyntaxTreeNode) -> int:
+    return node.map[0] + 1 if node.map else 1
+
+
+def _is_heading(node: SyntaxTreeNode, tag: str) -> bool:
+    return node.type == "heading" and node.tag == tag
+
+
+def _describe(node: SyntaxTreeNode) -> str:
+    if node.type == "heading":
+        return f"'{'#' * int(node.tag[1])}' heading"
+    names = {"fence": "code block", "code_block": "code block", "hr": "'---' rule"}
+    return names.get(node.type, node.type.replace("_", " "))
+
+
+def _split_list_item(node: SyntaxTreeNode) -> tuple[SyntaxTreeNode, list[SyntaxTreeNode]]:
+    if not node.children or node.children[0].type != "paragraph":
+        raise ChecklistParseError(_line(node), "list item has no text")
+    return node.children[0], node.children[1:]
+
+
+def _checkbox_text(paragraph: SyntaxTreeNode, item: SyntaxTreeNode) -> str:
+    text = _inline_text(paragraph).strip()
+    marker = _CHECKBOX.match(text)
+    if marker is None:
+        raise ChecklistParseError(_line(item), f"list item '{text}' has no '[ ]' checkbox")
+    text = text[marker.end():].strip()
+    if not text:
+        raise ChecklistParseError(_line(item), "checkbox item has no text")
+    return text
+
+
+def _is_all_bold(paragraph: SyntaxTreeNode) -> bool:
+    """True for '[ ] **Title**': a group heading that lost its items."""
+    children = paragraph.children[0].children
+    rest = [child for child in children[1:] if child.type != "text" or child.content.strip()]
+    return bool(rest) and all(child.type == "strong" for child in rest)
+
+
+def _has_checkbox(blocks) -> bool:
+    for block in blocks:
+        for node in _walk(block):
+            if node.type == "list_item" and node.children and node.children[0].type == "paragraph":
+                if _CHECKBOX.match(_inline_text(node.children[0]).strip()):
+                    return True
+    return False
+
+
+def _walk(node: SyntaxTreeNode):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _inline_text(block: SyntaxTreeNode) -> str:
+    """Plain text of a heading or paragraph (its single inline child)."""
+    return _plain(block.children[0].children) if block.children else ""
+
+
+def _plain(nodes) -> str:
+    """Render inline nodes as text: emphasis markers dropped, code and links kept as Markdown."""
+    parts = []
+    for node in nodes:
+        if node.type in ("text", "html_inline"):
+            parts.append(node.content)
+        elif node.type == "code_inline":
+            parts.append(f"{node.markup}{node.content}{node.markup}")
+        elif node.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif node.type == "link" and node.markup != "autolink":
+            parts.append(f"[{_plain(node.children)}]({node.attrs.get('href', '')})")
+        else:
+            parts.append(_plain(node.children))
+    return "".join(parts)
+
+
+def _heading_text(heading: SyntaxTreeNode) -> str:
+    return _strip_icon(_inline_text(heading))
+
+
+def _strip_icon(text: str) -> str:
+    """Drop a leading emoji word: "✅ Monitoring Setup" -> "Monitoring Setup".
+
+    Also drops mojibake that could not be repaired ("ğŸ” Post-Deployment Phase"), which is
+    what such a word is; a real word ("Ébauche", "日本語") stays.
+    """
+    first, _, rest = text.strip().partition(" ")
+    has_ascii_word = any(char.isascii() and char.isalnum() for char in first)
+    has_symbol = any(unicodedata.category(char).startswith("S") for char in first)
+    if rest and not has_ascii_word and (has_symbol or is_bad(first)):
+        return rest.strip()
+    return text.strip()
+
+
+def _source(blocks, lines: list[str]) -> str:
+    """The Markdown source of consecutive blocks, as written (after repair)."""
+    if not blocks:
+        return ""
+    return "\n".join(lines[blocks[0].map[0]: blocks[-1].map[1]]).strip()

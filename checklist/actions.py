@@ -7,6 +7,7 @@ A refusal raises `Refused` after recording a 'denied' audit event in its own tra
 refusal is on the record even though nothing else was written.
 """
 import hashlib
+import re
 
 from django.db import transaction
 from django.db.models import F
@@ -26,6 +27,9 @@ from .models import (
     ItemState,
     Phase,
     Runbook,
+    RunbookSource,
+    RunbookTarget,
+    SchemaApproval,
     SignOff,
 )
 
@@ -376,7 +380,72 @@ def import_template(text, name=None, user=None):
         [ContactField(template=template, order=n, section=c.section, label=c.label,
                       placeholder=c.placeholder) for n, c in enumerate(parsed.contacts)]
     )
+    from .jobs import bind_known_template
+
+    bound = bind_known_template(template)
     audit.record("template-import", actor=user, obj=template,
                  after={"name": name, "version": template.version, "sha256": sha,
-                        "phases": len(parsed.phases), "items": len(items)})
+                        "phases": len(parsed.phases), "items": len(items), "job_bindings": bound})
     return template, True
+
+
+@_run
+def set_sources(user, runbook, sources):
+    """Set the runbook's SQLite sources ({name: path}); a lead's configuration change."""
+    runbook = _lock_runbook(runbook.pk)
+    _check(rules.can_configure(user), user, "sources", obj=runbook, runbook=runbook)
+    bad = [n for n in sources if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", n)]
+    if bad:
+        _check(rules.Decision(False, f"Source names may hold letters, digits, '_', '.', '-': "
+                                     f"{', '.join(bad)}", 400), user, "sources", obj=runbook,
+               runbook=runbook)
+    before = {s.name: s.path for s in runbook.sources.all()}
+    runbook.sources.all().delete()
+    RunbookSource.objects.bulk_create(
+        [RunbookSource(runbook=runbook, name=n, path=str(p)) for n, p in sorted(sources.items())])
+    audit.record("sources", actor=user, obj=runbook, runbook=runbook, before=before,
+                 after={n: str(p) for n, p in sources.items()})
+    return runbook
+
+
+@_run
+def set_target(user, runbook, url):
+    """Set the runbook's target PostgreSQL URL; stored encrypted, audited redacted."""
+    from .targets import describe, encrypt
+
+    runbook = _lock_runbook(runbook.pk)
+    _check(rules.can_configure(user), user, "target", obj=runbook, runbook=runbook)
+    url = (url or "").strip()
+    if not re.match(r"^postgres(ql)?://", url):
+        _check(rules.Decision(False, f"The target must be a postgresql:// URL, not "
+                                     f"'{describe(url)[:80]}'.", 400),
+               user, "target", obj=runbook, runbook=runbook)
+    old = RunbookTarget.objects.filter(runbook=runbook).first()
+    RunbookTarget.objects.update_or_create(
+        runbook=runbook, defaults={"url_encrypted": encrypt(url), "url_redacted": describe(url),
+                                   "updated_at": timezone.now()})
+    audit.record("target", actor=user, obj=runbook, runbook=runbook,
+                 before={"url": old.url_redacted if old else None}, after={"url": describe(url)})
+    return runbook
+
+
+@_run
+def approve_schema(user, runbook, evidence, comment=""):
+    """A lead approves unified_schema.sql as it is now (bound to its sha256) and so ticks
+    "`unified_schema.sql` reviewed and approved"."""
+    runbook = _lock_runbook(runbook.pk)
+    _check(rules.can_approve_schema(user), user, "schema-approve", obj=runbook, runbook=runbook)
+    latest = rules.latest_schema_evidence(runbook)
+    if latest is None or latest.pk != evidence.pk:
+        _check(rules.Decision(False, "Only the newest unified_schema.sql can be approved.", 409),
+               user, "schema-approve", obj=runbook, runbook=runbook)
+    approval = SchemaApproval.objects.create(runbook=runbook, evidence=evidence,
+                                             sha256=evidence.sha256, lead=user, comment=comment)
+    audit.record("schema-approve", actor=user, obj=approval, runbook=runbook,
+                 after={"sha256": evidence.sha256, "comment": comment})
+    state = ItemState.objects.filter(runbook=runbook,
+                                     item__text__icontains="`unified_schema.sql` reviewed").first()
+    if state is not None and not state.complete:
+        tick(user, state, f"Schema approved (sha256 {evidence.sha256[:12]})",
+             earned_by=f"schema approval #{approval.pk}")
+    return approval

@@ -6,14 +6,18 @@ Session or bearer-token auth (`Authorization: Bearer <token>`, made with
 import hashlib
 import secrets
 
+import json
+
 from django.http import JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 
 from . import rules
 from .actions import Refused, deny
-from .models import ApiToken, Runbook
+from .models import ApiToken, Runbook, TaskRun
 
 
 def new_token(user, name):
@@ -124,16 +128,95 @@ def runbook_document(runbook, facts=None, item_extra=None):
     }
 
 
-@require_GET
-def runbook_detail(request, runbook_id):
+def run_document(run):
+    return {
+        "id": run.pk,
+        "kind": run.kind,
+        "state": run.state,
+        "started_by": _user(run.started_by),
+        "params": run.params,
+        "progress": {"step": run.step, "percent": run.percent, "rows": run.rows,
+                     "eta_seconds": run.eta_seconds},
+        "created_at": _when(run.created_at),
+        "started_at": _when(run.started_at),
+        "finished_at": _when(run.finished_at),
+        "worker": run.worker,
+        "error": run.error,
+        "evidence": [
+            {"name": e.name, "kind": e.kind, "sha256": e.sha256, "size": e.size,
+             "figures": e.figures}
+            for e in run.evidence.all()
+        ],
+    }
+
+
+def runs_by_item(runbook):
+    """item_id -> run documents, newest first, in a fixed number of queries."""
+    runs = (TaskRun.objects.filter(runbook=runbook).select_related("started_by")
+            .prefetch_related("evidence", "items").order_by("-created_at", "-pk"))
+    out = {}
+    for run in runs:
+        doc = run_document(run)
+        for item in run.items.all():
+            out.setdefault(item.pk, []).append(doc)
+    return out
+
+
+def _reader(request, runbook):
     user = api_user(request)
     if not user.is_authenticated:
-        return error(401, "Log in or send 'Authorization: Bearer <token>'.")
-    runbook = get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+        return None, error(401, "Log in or send 'Authorization: Bearer <token>'.")
     try:
         decision = rules.can_read(user)
         if not decision:
             deny(user, "api-read", decision, obj=runbook, runbook=runbook)
     except Refused as refused:
+        return None, error(refused.status, str(refused))
+    return user, None
+
+
+@csrf_exempt  # bearer-token clients have no CSRF cookie; session callers are checked below
+@require_http_methods(["GET", "POST"])
+def runbook_detail(request, runbook_id):
+    runbook = get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+    if request.method == "POST":
+        return error(405, "POST to /api/runbooks/<id>/jobs/ to start a job.")
+    user, failure = _reader(request, runbook)
+    if failure:
+        return failure
+    from .jobs import bindings_for, mark_stale_runs
+
+    mark_stale_runs()
+    runs = runs_by_item(runbook)
+    kinds = bindings_for(runbook.template)
+    return JsonResponse(runbook_document(
+        runbook, item_extra=lambda st: {"jobs": kinds.get(st.item_id, []),
+                                        "runs": runs.get(st.item_id, [])}
+        if st.item_id in kinds or st.item_id in runs else {}))
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def runbook_jobs(request, runbook_id):
+    """Start a job: {"kind": "backup", "params": {...}}; the same checks as the Run button."""
+    runbook = get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+    token_user = authenticate_token(request)
+    if token_user is None:
+        # A browser session must prove it is the page, not a forged cross-site request.
+        reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if reason is not None:
+            return error(403, "CSRF check failed: send the X-CSRFToken header.")
+    user, failure = _reader(request, runbook)
+    if failure:
+        return failure
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return error(400, "The body must be JSON: {\"kind\": ..., \"params\": {...}}.")
+    from .jobs import start_job
+
+    try:
+        run = start_job(user, runbook, str(body.get("kind", "")), body.get("params") or {})
+    except Refused as refused:
         return error(refused.status, str(refused))
-    return JsonResponse(runbook_document(runbook))
+    return JsonResponse(run_document(run), status=202)

@@ -259,3 +259,142 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.user})"
+
+
+class JobBinding(models.Model):
+    """Which job kind can earn which item: data, set on import of a known template or in the admin."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="job_bindings")
+    kind = models.CharField(max_length=50)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "kind"], name="jobbinding_item_kind")]
+
+    def __str__(self):
+        return f"{self.kind} → {self.item}"
+
+
+class RunbookSource(models.Model):
+    """One SQLite file the runbook migrates (name as the engine calls it, path on the worker)."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="sources")
+    name = models.CharField(max_length=100)
+    path = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["runbook", "name"], name="source_runbook_name")]
+
+
+class RunbookTarget(models.Model):
+    """The runbook's target PostgreSQL URL, encrypted at rest (Fernet, key from SECRET_KEY or
+    TARGET_URL_KEY); only its redacted form is ever shown."""
+
+    runbook = models.OneToOneField(Runbook, on_delete=models.CASCADE, related_name="target")
+    url_encrypted = models.TextField()
+    url_redacted = models.CharField(max_length=1000)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+
+class CommandSpec(models.Model):
+    """A command an admin allows members to run as a job (the team's own init_db.py ...)."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    argv = models.JSONField(help_text='The command as a list, e.g. ["python", "init_db.py"]')
+    workdir = models.CharField(max_length=1000, blank=True)
+    env = models.JSONField(default=dict, blank=True, help_text="Plain environment variables")
+    secret_env = models.JSONField(
+        default=list, blank=True,
+        help_text="Names of variables taken from the worker's environment and never logged",
+    )
+    timeout_seconds = models.PositiveIntegerField(default=600)
+
+    def __str__(self):
+        return self.name
+
+
+class TaskRun(models.Model):
+    QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST = (
+        "queued", "running", "succeeded", "failed", "cancelled", "lost")
+    STATES = [(s, s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST)]
+    ACTIVE = (QUEUED, RUNNING)
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=50)
+    items = models.ManyToManyField(Item, related_name="runs", blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    params = models.JSONField(default=dict, blank=True)  # secrets redacted before they get here
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    step = models.CharField(max_length=200, blank=True)
+    percent = models.FloatField(null=True, blank=True)
+    rows = models.BigIntegerField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    worker_pid = models.IntegerField(null=True, blank=True)
+    celery_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # No two active runs of the same job on the same runbook, enforced by the database.
+            models.UniqueConstraint(
+                fields=["runbook", "kind"],
+                condition=models.Q(state__in=["queued", "running"]),
+                name="taskrun_one_active_per_kind",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.kind} #{self.pk} ({self.state})"
+
+    @property
+    def active(self):
+        return self.state in self.ACTIVE
+
+    def log_tail(self, lines=20):
+        return "\n".join(self.log.splitlines()[-lines:])
+
+
+class Evidence(models.Model):
+    """An immutable record attached to a run: a report, an artifact file, or key figures."""
+
+    run = models.ForeignKey(TaskRun, on_delete=models.PROTECT, related_name="evidence")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20)  # report | artifact | log | figures
+    path = models.CharField(max_length=500, blank=True)  # relative to MEDIA_ROOT
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.BigIntegerField(default=0)
+    figures = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"{self.name} ({self.sha256[:12]})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Evidence is immutable: record new evidence instead.")
+        super().save(*args, **kwargs)
+
+
+class SchemaApproval(models.Model):
+    """A lead's approval of unified_schema.sql, bound to that file's sha256."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="schema_approvals")
+    evidence = models.ForeignKey(Evidence, on_delete=models.PROTECT, related_name="+")
+    sha256 = models.CharField(max_length=64)
+    lead = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)

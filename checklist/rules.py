@@ -299,6 +299,61 @@ def can_approve_go_live(user, facts):
     return ALLOW
 
 
+def can_run_job(user, runbook, kind, items, facts):
+    """Members and leads run jobs on items whose phase is open (a job with no bound item on this
+    template may run once the runbook's first phase is open)."""
+    decision = can_work(user)
+    if not decision:
+        return decision
+    if items:
+        locked = [facts.status(i.group.phase_id) for i in items]
+        if all(s.state == LOCKED for s in locked):
+            return _conflict(locked[0].reason)
+    if kind.needs_sources and not runbook.sources.exists():
+        return _conflict("Add the runbook's SQLite sources before running this job.")
+    if kind.needs_target and not hasattr(runbook, "target"):
+        return _conflict("Set the runbook's target PostgreSQL URL before running this job.")
+    return ALLOW
+
+
+def can_cancel_run(user, run):
+    decision = can_work(user)
+    if not decision:
+        return decision
+    if not run.active:
+        return _conflict(f"This run has already ended ({run.state}).")
+    return ALLOW
+
+
+def can_approve_schema(user):
+    return can_lead(user)
+
+
+def can_configure(user):
+    """Sources, target URL: a lead's (or admin's) configuration of the runbook."""
+    return can_lead(user)
+
+
+def latest_schema_evidence(runbook):
+    from .models import Evidence
+
+    return (Evidence.objects.filter(run__runbook=runbook, run__kind="schema",
+                                    name="unified_schema.sql", run__state="succeeded")
+            .order_by("-created_at", "-pk").first())
+
+
+def schema_approval(runbook):
+    """The approval that stands for the newest unified_schema.sql, or None: a new schema file
+    (a different sha256) voids earlier approvals."""
+    from .models import SchemaApproval
+
+    latest = latest_schema_evidence(runbook)
+    if latest is None:
+        return None
+    return (SchemaApproval.objects.filter(runbook=runbook, sha256=latest.sha256)
+            .select_related("lead").order_by("-created_at").first())
+
+
 def can_edit_contacts(user):
     return can_lead(user)
 

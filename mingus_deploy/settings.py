@@ -188,3 +188,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# --- Jobs -------------------------------------------------------------------------------------
+# Engine work folders (backups, schema, rejects) live here, one per runbook; evidence copies go
+# under MEDIA_ROOT.
+JOB_WORKDIR = Path(env("JOB_WORKDIR", default=str(VAR_DIR / "work")))
+JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)  # seconds between writes
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5)
+JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)
+TARGET_URL_KEY = env("TARGET_URL_KEY", default="")  # Fernet key; default derived from SECRET_KEY
+# Where the command job may run commands (admins configure them; members only run them).
+COMMAND_JOB_ENV_PASSTHROUGH = env.list("COMMAND_JOB_ENV_PASSTHROUGH", default=["PATH", "HOME", "LANG"])

@@ -4,17 +4,23 @@ The suite runs the app's database on PostgreSQL (DATABASE_URL, default the local
 127.0.0.1:5432); set DATABASE_URL=sqlite:///... to run it on SQLite.
 """
 import os
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/mingus")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+# Jobs in tests go through the real Redis to a real worker process (tests/worker.py).
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("JOB_PROGRESS_INTERVAL", "0.2")
+os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "1")
 
 from .settings import *  # noqa: E402,F401,F403
 from .settings import BASE_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
-MEDIA_ROOT = BASE_DIR / "var" / "test-media"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "var" / "test-media"))
+JOB_WORKDIR = Path(os.environ.get("JOB_WORKDIR", BASE_DIR / "var" / "test-work"))
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True

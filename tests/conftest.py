@@ -54,3 +54,31 @@ def runbook(template, users):
     from checklist.actions import start_runbook
 
     return start_runbook(users["lead"], template, "MINGUS production")
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real Celery worker process on the real Redis and the test database."""
+    from tests.worker import start_worker
+
+    w = start_worker()
+    yield w
+    w.stop()
+
+
+def wait_for_run(run, until, timeout=120):
+    """Poll the run's row until `until(run)` holds; the worker is another process."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run.refresh_from_db()
+        if until(run):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run #{run.pk} stayed {run.state} (step {run.step!r}); log:\n{run.log}")
+        time.sleep(0.1)
+
+
+def ended(run):
+    return not run.active

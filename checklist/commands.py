@@ -1,0 +1,78 @@
+"""The command job: run a command an admin configured, like a runbook tool's script step.
+
+The command runs in a subprocess with its working directory, a minimal environment plus the
+secrets it names (taken from the worker's environment, injected, never logged) and a time limit.
+Its stdout/stderr and exit code are the evidence; success is exit 0.
+"""
+import os
+import signal
+import subprocess
+import time
+
+from django.conf import settings
+
+from .models import CommandSpec
+from .tasks import JobCancelled, JobResult
+
+
+def command_job(ctx):
+    name = ctx.run.kind.removeprefix("command:")
+    spec = CommandSpec.objects.filter(name=name).first()
+    if spec is None:
+        return JobResult(ok=False, error=f"No command named '{name}' is configured (an admin "
+                                         "adds commands in the admin).")
+    env = {k: os.environ[k] for k in settings.COMMAND_JOB_ENV_PASSTHROUGH if k in os.environ}
+    env.update({str(k): str(v) for k, v in spec.env.items()})
+    secrets = []
+    for key in spec.secret_env:
+        if key in os.environ:
+            env[key] = os.environ[key]
+            secrets.append(os.environ[key])
+    ctx._secrets.extend(s for s in secrets if s)
+    workdir = spec.workdir or str(ctx.workdir)
+    out_path = ctx.workdir / f"command-{spec.name}-run{ctx.run.pk}.out"
+    ctx.log(f"running {spec.name}: {' '.join(map(str, spec.argv))} in {workdir} "
+            f"(time limit {spec.timeout_seconds}s)")
+    started = time.monotonic()
+    with open(out_path, "wb") as out:
+        try:
+            proc = subprocess.Popen([str(a) for a in spec.argv], cwd=workdir, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            return JobResult(ok=False, error=f"Could not start {spec.name}: {exc.strerror or exc}")
+        timed_out = cancelled = False
+        # Poll rather than block, so a cancel or the time limit stops the command promptly.
+        while True:
+            try:
+                proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() - started > spec.timeout_seconds:
+                timed_out = True
+            elif ctx.should_cancel():
+                cancelled = True
+            else:
+                continue
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            break
+    elapsed = time.monotonic() - started
+    # The stored output is the redacted one: a secret the command printed never reaches evidence.
+    text = ctx.redact(out_path.read_bytes().decode("utf-8", errors="replace"))
+    out_path.write_text(text, encoding="utf-8")
+    for line in text.splitlines()[-50:]:
+        ctx.log(f"| {line}")
+    figures = {"exit_code": proc.returncode, "seconds": round(elapsed, 3), "timed_out": timed_out}
+    report = {"command": spec.name, "argv": [ctx.redact(a) for a in spec.argv],
+              "workdir": workdir, **figures}
+    if cancelled:
+        raise JobCancelled()
+    if timed_out:
+        return JobResult(ok=False, report=report, artifacts=[out_path], figures=figures,
+                         error=f"{spec.name} ran past its {spec.timeout_seconds}s limit and was killed.")
+    if proc.returncode != 0:
+        return JobResult(ok=False, report=report, artifacts=[out_path], figures=figures,
+                         error=f"{spec.name} exited with code {proc.returncode}.")
+    return JobResult(ok=True, report=report, artifacts=[out_path], figures=figures,
+                     summary=f"{spec.name} exited 0 in {elapsed:.1f}s")

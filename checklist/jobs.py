@@ -1,0 +1,216 @@
+"""Jobs behind items: the registry of job kinds, and starting and cancelling runs.
+
+A job kind names the function that does the work (a handler taking a JobContext), the parameters
+it needs, and the items it can earn. Which items of a template a kind earns is data (JobBinding
+rows, made on import from `bindings/*.json` or edited in the admin). Every start goes through
+`start_job()`, whether from the Run button, the API or `manage.py run_job`: it checks the rules,
+records a queued TaskRun and its audit event, and queues the Celery task; a worker does the rest.
+"""
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from deploychecks.redact import redact_url
+
+from . import audit, rules
+from .actions import Refused, _refuse
+from .models import CommandSpec, Item, JobBinding, Runbook, TaskRun
+
+BINDINGS_DIR = Path(__file__).resolve().parent / "bindings"
+
+SECRET_PARAM = re.compile(r"(pass(word)?|secret|token|key|url)$", re.I)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    title: str
+    handler: str  # dotted path of `handler(ctx) -> JobResult`
+    params: tuple = ()  # names of optional parameters the handler reads
+    time_limit: int = 3600  # seconds; the worker kills the task after this
+    needs_target: bool = False
+    needs_sources: bool = True
+    description: str = ""
+
+
+REGISTRY = {
+    k.name: k
+    for k in [
+        JobKind("backup", "Back up and verify the SQLite files", "migration.tasks.backup_job",
+                description="Online backup, integrity check, manifest with sha256, restore test."),
+        JobKind("restore-test", "Restore test", "migration.tasks.restore_test_job",
+                description="Restore the latest backup to a scratch folder and compare."),
+        JobKind("assess", "Assess the SQLite databases", "migration.tasks.assess_job"),
+        JobKind("schema", "Generate the unified PostgreSQL schema", "migration.tasks.schema_job",
+                needs_target=True),
+        JobKind("dry-run", "Dry-run the migration", "migration.tasks.dry_run_job", needs_target=True),
+        JobKind("migrate", "Run the migration (COPY)", "migration.tasks.migrate_job",
+                needs_target=True, time_limit=4 * 3600),
+        JobKind("validate", "Validate every row", "migration.tasks.validate_job", needs_target=True,
+                time_limit=4 * 3600),
+        JobKind("rollback", "Roll back the migration", "migration.tasks.rollback_job",
+                needs_target=True),
+        JobKind("cleanup", "Archive and clean up", "migration.tasks.cleanup_job"),
+    ]
+}
+
+
+def kinds():
+    return REGISTRY
+
+
+COMMAND_PREFIX = "command:"
+
+
+def get_kind(name):
+    """A registered kind, or `command:<name>` for each command an admin configured."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name.startswith(COMMAND_PREFIX):
+        spec = CommandSpec.objects.filter(name=name.removeprefix(COMMAND_PREFIX)).first()
+        if spec is not None:
+            return JobKind(name, f"Run {spec.name}", "checklist.commands.command_job",
+                           time_limit=spec.timeout_seconds + 60, needs_sources=False,
+                           description=spec.description)
+    raise Refused(rules.Decision(False, f"Unknown job kind '{name}'.", 400))
+
+
+def redact_params(params):
+    """Parameters as stored and shown: anything that looks like a secret is masked."""
+    clean = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, str) and "://" in value:
+            clean[key] = redact_url(value)
+        elif SECRET_PARAM.search(key) and not key.endswith("url"):
+            clean[key] = "***"
+        else:
+            clean[key] = value
+    return clean
+
+
+def bind_known_template(template):
+    """Apply every bindings file whose `template_title_contains` matches the template's title."""
+    made = 0
+    for path in sorted(BINDINGS_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("template_title_contains", "\0") in template.title:
+            made += bind_template(template, data)
+    return made
+
+
+def bind_template(template, data):
+    """Bind job kinds to a template's items from bindings data ({"bindings": {kind: [text]}})."""
+    items = {i.text: i for i in Item.objects.filter(group__phase__template=template)}
+    made = []
+    for kind, texts in data["bindings"].items():
+        for text in texts:
+            item = items.get(text)
+            if item is not None:
+                made.append(JobBinding(item=item, kind=kind))
+    JobBinding.objects.bulk_create(made, ignore_conflicts=True)
+    return len(made)
+
+
+def items_for(runbook, kind):
+    return list(Item.objects.filter(group__phase__template_id=runbook.template_id,
+                                    job_bindings__kind=kind).order_by("group__phase__order",
+                                                                       "group__order", "order"))
+
+
+def bindings_for(template):
+    """item_id -> [kind, ...] for one template, in one query."""
+    out = {}
+    for item_id, kind in JobBinding.objects.filter(
+        item__group__phase__template=template
+    ).values_list("item_id", "kind"):
+        out.setdefault(item_id, []).append(kind)
+    return out
+
+
+def latest_runs(runbook):
+    """kind -> the newest TaskRun of that kind on this runbook (one query)."""
+    out = {}
+    for run in runbook.runs.select_related("started_by").order_by("-created_at", "-pk"):
+        out.setdefault(run.kind, run)
+    return out
+
+
+def start_job(user, runbook, kind_name, params=None):
+    """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun."""
+    kind = get_kind(kind_name)
+    params = dict(params or {})
+    try:
+        with transaction.atomic():
+            runbook = Runbook.objects.select_for_update().get(pk=runbook.pk)
+            facts = rules.RunbookFacts.load(runbook)
+            items = items_for(runbook, kind.name)
+            decision = rules.can_run_job(user, runbook, kind, items, facts)
+            if not decision:
+                raise _Refusal(decision)
+            run = TaskRun.objects.create(runbook=runbook, kind=kind.name, started_by=user,
+                                         params=redact_params(params))
+            run.items.set(items)
+            Runbook.objects.filter(pk=runbook.pk).update(revision=F("revision") + 1)
+            audit.record("job-start", actor=user, obj=run, runbook=runbook,
+                         after={"kind": kind.name, "params": run.params,
+                                "items": [i.pk for i in items]})
+            # Queue only once the run is committed, so the worker always finds it.
+            transaction.on_commit(lambda: _enqueue(run, params, kind))
+    except _Refusal as refusal:
+        _refuse(refusal.decision, user, f"job:{kind.name}", obj=runbook, runbook=runbook)
+    except IntegrityError:
+        _refuse(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
+                                      "on this runbook.", 409), user, f"job:{kind.name}",
+                obj=runbook, runbook=runbook)
+    return run
+
+
+class _Refusal(Exception):
+    def __init__(self, decision):
+        self.decision = decision
+
+
+def _enqueue(run, params, kind):
+    from .tasks import run_job
+
+    try:
+        result = run_job.apply_async(args=[run.pk], kwargs={"params": params},
+                                     soft_time_limit=kind.time_limit,
+                                     time_limit=kind.time_limit + 30)
+    except Exception as exc:  # the broker is down: say so on the run, lose nothing
+        TaskRun.objects.filter(pk=run.pk).update(
+            state=TaskRun.FAILED, finished_at=timezone.now(),
+            error=f"Could not queue the job: the task broker is unreachable ({type(exc).__name__}).")
+        return
+    TaskRun.objects.filter(pk=run.pk).update(celery_id=result.id)
+
+
+def cancel_run(user, run):
+    """Ask a queued or running job to stop; a queued one is cancelled at once."""
+    with transaction.atomic():
+        run = TaskRun.objects.select_for_update().get(pk=run.pk)
+        decision = rules.can_cancel_run(user, run)
+        if decision:
+            if run.state == TaskRun.QUEUED:
+                run.state, run.finished_at = TaskRun.CANCELLED, timezone.now()
+                run.error = f"Cancelled by {user.get_username()} before it started."
+            run.cancel_requested = True
+            run.save()
+            Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
+            audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
+                         after={"kind": run.kind, "state": run.state})
+            return run
+    _refuse(decision, user, "job-cancel", obj=run, runbook=run.runbook)
+
+
+
+def mark_stale_runs():
+    """Cheap check on every read: runs whose worker stopped beating become lost."""
+    from .tasks import mark_lost_runs
+
+    return mark_lost_runs()

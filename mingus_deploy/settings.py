@@ -199,3 +199,7 @@ JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)
 TARGET_URL_KEY = env("TARGET_URL_KEY", default="")  # Fernet key; default derived from SECRET_KEY
 # Where the command job may run commands (admins configure them; members only run them).
 COMMAND_JOB_ENV_PASSTHROUGH = env.list("COMMAND_JOB_ENV_PASSTHROUGH", default=["PATH", "HOME", "LANG"])
+CELERY_BEAT_SCHEDULE = {
+    # Runs whose worker died become `lost` even when nobody is looking at the runbook.
+    "mark-lost-runs": {"task": "checklist.mark_lost_runs", "schedule": 30.0},
+}

@@ -1,0 +1,65 @@
+"""Settings: safe defaults, production refuses to start without a SECRET_KEY, check --deploy clean."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def manage(*args, env_extra=None, tmp_path=None):
+    # A clean environment: none of the test settings' own defaults leak into the child.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
+    env["MINGUS_VAR_DIR"] = str(tmp_path)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+
+
+def test_production_needs_a_secret_key(tmp_path):
+    result = manage("check", tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", tmp_path=tmp_path, env_extra={
+        "SECRET_KEY": "x" * 20 + "-production-grade-secret-key-0123456789-abcdefgh",
+        "ALLOWED_HOSTS": "mingus.example.com",
+        "DATABASE_URL": "postgres://root@127.0.0.1:5432/postgres",
+    })
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    result = manage("shell", "-v", "0", "-c", "from django.conf import settings; print(settings.DEBUG, "
+                    "settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)",
+                    tmp_path=tmp_path, env_extra={"SECRET_KEY": "k" * 50})
+    assert result.stdout.split() == ["False", "django.db.backends.sqlite3", "filesystem://"]
+
+
+def test_seed_demo_refuses_without_debug_or_force(tmp_path):
+    env = {"SECRET_KEY": "k" * 50}
+    assert manage("migrate", "-v", "0", tmp_path=tmp_path, env_extra=env).returncode == 0
+    refused = manage("seed_demo", tmp_path=tmp_path, env_extra=env)
+    assert refused.returncode == 2 and "DEBUG" in refused.stderr
+    forced = manage("seed_demo", "--force", "--password", "pw-123456", tmp_path=tmp_path,
+                    env_extra=env)
+    assert forced.returncode == 0 and "pw-123456" in forced.stdout
+    for user in ("member", "lead", "lead2", "auditor"):
+        assert user in forced.stdout
+
+
+@pytest.mark.django_db
+def test_security_headers(client, users):
+    client.force_login(users["member"])
+    response = client.get("/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"

@@ -202,4 +202,5 @@ COMMAND_JOB_ENV_PASSTHROUGH = env.list("COMMAND_JOB_ENV_PASSTHROUGH", default=["
 CELERY_BEAT_SCHEDULE = {
     # Runs whose worker died become `lost` even when nobody is looking at the runbook.
     "mark-lost-runs": {"task": "checklist.mark_lost_runs", "schedule": 30.0},
+    "worker-heartbeat": {"task": "deploychecks.worker_heartbeat", "schedule": 30.0},
 }

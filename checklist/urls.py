@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from . import api, exports, history, views
 
 urlpatterns = [
     path("", views.runbook_list, name="runbook-list"),
@@ -24,5 +24,19 @@ urlpatterns = [
          name="go-live-approve"),
     path("runbooks/<int:runbook_id>/contacts/<int:field_id>/", views.contact_edit,
          name="contact-edit"),
+    path("runbooks/<int:runbook_id>/items/<int:state_id>/", views.item_detail, name="item-detail"),
+    path("runbooks/<int:runbook_id>/jobs/<slug:kind>/run/", views.job_run, name="job-run"),
+    path("runbooks/<int:runbook_id>/runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runbooks/<int:runbook_id>/runs/<int:run_id>/cancel/", views.run_cancel,
+         name="run-cancel"),
+    path("runbooks/<int:runbook_id>/evidence/<int:evidence_id>/", views.evidence_download,
+         name="evidence-download"),
+    path("runbooks/<int:runbook_id>/history/", history.history_page, name="history"),
+    path("runbooks/<int:runbook_id>/history.csv", exports.history_export_csv,
+         name="history-csv"),
+    path("runbooks/<int:runbook_id>/history.json", exports.history_export_json,
+         name="history-json"),
+    path("runbooks/<int:runbook_id>/evidence-pack.zip", exports.evidence_pack,
+         name="evidence-pack"),
     path("api/runbooks/<int:runbook_id>/", api.runbook_detail, name="api-runbook"),
 ]

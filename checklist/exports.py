@@ -1,0 +1,186 @@
+"""Exports of a runbook's history (CSV, JSON) and its evidence pack (zip).
+
+Exports are reads, so auditors may make them; each one is recorded as an 'export' audit event.
+The evidence pack holds a manifest.json with the sha256 of every other file in the zip, so a
+reader can check the pack without this app.
+"""
+import csv
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+
+from django.http import FileResponse, HttpResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from . import audit, rules
+from .api import runbook_document
+from .history import chain_status, filtered_events, history_access
+from .models import Evidence
+from .views import _runbook, evidence_file, file_sha256, reader_required
+
+COLUMNS = ["seq", "created_at", "actor", "action", "object_type", "object_id", "phase_id",
+           "phase", "item_id", "item", "before", "after", "prev_hash", "hash"]
+
+
+def event_row(event):
+    return {
+        "seq": event.seq,
+        "created_at": event.created_at.isoformat(),
+        "actor": event.actor_label,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "phase_id": event.phase_id,
+        "phase": event.phase.title if event.phase_id and event.phase else "",
+        "item_id": event.item_id,
+        "item": event.item.text if event.item_id and event.item else "",
+        "before": event.before,
+        "after": event.after,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def history_json(runbook, rows, chain):
+    return json.dumps({
+        "runbook": {"id": runbook.pk, "name": runbook.name},
+        "generated_at": timezone.now().isoformat(),
+        "chain": chain,
+        "events": rows,
+    }, indent=2, ensure_ascii=False, default=str)
+
+
+def history_csv(rows):
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list))
+                         else ("" if v is None else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _filename(runbook, suffix):
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    return f"runbook-{runbook.pk}-{suffix}-{stamp}"
+
+
+def _record_export(request, runbook, fmt, **extra):
+    audit.record("export", actor=request.user, obj=runbook, runbook=runbook,
+                 after={"format": fmt, **extra})
+
+
+def _filters(request):
+    return {k: v for k, v in request.GET.items() if k != "page" and v}
+
+
+@require_GET
+@reader_required
+def history_export_csv(request, runbook_id):
+    runbook = _runbook(runbook_id)
+    refusal = history_access(request, runbook, "export")
+    if refusal:
+        return refusal
+    _, events = filtered_events(request, runbook)
+    rows = [event_row(e) for e in events]
+    _record_export(request, runbook, "csv", events=len(rows), filters=_filters(request))
+    response = HttpResponse(history_csv(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(runbook, "history")}.csv"'
+    return response
+
+
+@require_GET
+@reader_required
+def history_export_json(request, runbook_id):
+    runbook = _runbook(runbook_id)
+    refusal = history_access(request, runbook, "export")
+    if refusal:
+        return refusal
+    _, events = filtered_events(request, runbook)
+    rows = [event_row(e) for e in events]
+    _record_export(request, runbook, "json", events=len(rows), filters=_filters(request))
+    response = HttpResponse(history_json(runbook, rows, chain_status()),
+                            content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(runbook, "history")}.json"'
+    return response
+
+
+def build_evidence_pack(runbook, user, fileobj):
+    """Write the evidence pack zip of `runbook` into `fileobj`; return the manifest."""
+    facts = rules.RunbookFacts.load(runbook)
+    document = runbook_document(runbook, facts)
+    chain = chain_status()
+    # The export event goes in first, so the pack's history includes it.
+    event = audit.record("export", actor=user, obj=runbook, runbook=runbook,
+                         after={"format": "evidence-pack"})
+    from .models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(runbook=runbook).select_related("phase", "item")
+                  .order_by("seq"))
+    rows = [event_row(e) for e in events]
+    evidence = list(Evidence.objects.filter(run__runbook=runbook).select_related("run")
+                    .order_by("run_id", "pk"))
+
+    files = []
+    evidence_entries = []
+    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        def add(name, data):
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            zf.writestr(name, data)
+            files.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(),
+                          "size": len(data)})
+
+        add("history.json", history_json(runbook, rows, chain))
+        add("history.csv", history_csv(rows))
+        add("runbook.json", json.dumps(document, indent=2, ensure_ascii=False))
+        for ev in evidence:
+            entry = {"evidence_id": ev.pk, "run_id": ev.run_id, "kind": ev.run.kind,
+                     "name": ev.name, "recorded_sha256": ev.sha256, "figures": ev.figures}
+            path = evidence_file(ev) if ev.path else None
+            if path is None or not path.is_file():
+                entry["included"] = False
+                entry["problem"] = "no file" if not ev.path else "file missing from storage"
+            else:
+                name = f"evidence/run-{ev.run_id}/{ev.pk}-{path.name}"
+                actual = file_sha256(path)
+                zf.write(path, name)
+                files.append({"name": name, "sha256": actual, "size": path.stat().st_size})
+                entry.update({"included": True, "file": name,
+                              "matches_record": actual == ev.sha256})
+            evidence_entries.append(entry)
+        add("report.html", render_to_string("checklist/report.html", {
+            "runbook": runbook, "doc": document, "events": events, "chain": chain,
+            "evidence": evidence_entries, "generated_at": timezone.now(), "user": user,
+        }))
+        manifest = {
+            "runbook": {"id": runbook.pk, "name": runbook.name,
+                        "template": document["template"]},
+            "generated_at": timezone.now().isoformat(),
+            "generated_by": user.get_username(),
+            "export_event": {"seq": event.seq, "hash": event.hash},
+            "audit_chain": chain,
+            "files": files,
+            "evidence": evidence_entries,
+        }
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest
+
+
+@require_GET
+@reader_required
+def evidence_pack(request, runbook_id):
+    runbook = _runbook(runbook_id)
+    refusal = history_access(request, runbook, "export")
+    if refusal:
+        return refusal
+    # Evidence files can be large: spool to disk past 32 MB rather than hold it all in memory.
+    spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+    build_evidence_pack(runbook, request.user, spool)
+    spool.seek(0)
+    return FileResponse(spool, as_attachment=True, content_type="application/zip",
+                        filename=f"{_filename(runbook, 'evidence-pack')}.zip")

@@ -6,6 +6,7 @@ readiness) and gunicorn is waited on by polling its port.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -145,22 +146,24 @@ def tls_postgres(pki) -> TLSPostgres:
 
 # --- Fresh databases on the main server ------------------------------------------------------
 
+@contextlib.contextmanager
+def fresh_database(prefix="chk_dc"):
+    """A new `chk_`-prefixed database on the main server (its URL), dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(MAIN_PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://root@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(MAIN_PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def chk_database():
     """A factory of fresh `chk_` databases on the main server, all dropped afterwards."""
-    made = []
-
-    def make(prefix="chk_dc") -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(MAIN_PG, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"postgres://root@127.0.0.1:5432/{name}"
-
-    yield make
-    with psycopg.connect(MAIN_PG, autocommit=True) as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with contextlib.ExitStack() as stack:
+        yield lambda prefix="chk_dc": stack.enter_context(fresh_database(prefix))
 
 
 # --- The test site under gunicorn ------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_headroom_counts_every_instance_pool(tls_postgres):
 
 def test_pool_larger_than_the_server_allows_fails(tls_postgres):
     report = connectivity.run(tls_postgres.url(), ca_file=str(tls_postgres.ca_file),
-                              pool_size=45, pool_timeout=5, samples=5)
+                              pool_size=45, pool_timeout=2, samples=5)
     pool = criterion(report, "pool")
     assert not pool.ok and pool.measured < 45
     assert_no_secret(report, tls_postgres.password)

@@ -25,7 +25,7 @@ urlpatterns = [
     path("runbooks/<int:runbook_id>/contacts/<int:field_id>/", views.contact_edit,
          name="contact-edit"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/", views.item_detail, name="item-detail"),
-    path("runbooks/<int:runbook_id>/jobs/<slug:kind>/run/", views.job_run, name="job-run"),
+    path("runbooks/<int:runbook_id>/jobs/<str:kind>/run/", views.job_run, name="job-run"),
     path("runbooks/<int:runbook_id>/runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("runbooks/<int:runbook_id>/runs/<int:run_id>/cancel/", views.run_cancel,
          name="run-cancel"),

@@ -82,12 +82,18 @@ def _runbook(runbook_id):
     return get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
 
 
+def _job_kind(name):
+    """The kind as shown on a button, without a query (start_job checks it for real)."""
+    if name in jobs.REGISTRY:
+        return jobs.REGISTRY[name]
+    prefix = getattr(jobs, "COMMAND_PREFIX", "command:")
+    title = f"Run {name.removeprefix(prefix)}" if name.startswith(prefix) else name
+    return jobs.JobKind(name, title, "")
+
+
 def _job_panels(kinds, runs, may_run):
-    return [
-        {"kind": jobs.REGISTRY.get(k) or jobs.JobKind(k, k, ""), "name": k, "run": runs.get(k),
-         "may_run": may_run}
-        for k in kinds
-    ]
+    return [{"kind": _job_kind(k), "name": k, "run": runs.get(k), "may_run": may_run}
+            for k in kinds]
 
 
 def runbook_context(request, runbook):

@@ -140,7 +140,8 @@ def build_evidence_pack(runbook, user, fileobj):
         add("runbook.json", json.dumps(document, indent=2, ensure_ascii=False))
         for ev in evidence:
             entry = {"evidence_id": ev.pk, "run_id": ev.run_id, "kind": ev.run.kind,
-                     "name": ev.name, "recorded_sha256": ev.sha256, "figures": ev.figures}
+                     "name": ev.name, "recorded_sha256": ev.sha256, "figures": ev.figures,
+                     "problem": ""}
             path = evidence_file(ev) if ev.path else None
             if path is None or not path.is_file():
                 entry["included"] = False

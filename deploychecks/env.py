@@ -97,6 +97,18 @@ def _load_rules(source) -> dict:
         raise CheckInputError(f"{name}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
 
 
+def _shown_rules(rules: dict) -> dict:
+    """The rules as a report may show them: a value expected of a secret is itself secret."""
+    pattern = (rules.get("secrets") or {}).get("key_pattern",
+                                                secret_values.DEFAULT_SECRET_KEY_PATTERN)
+    shown = copy.deepcopy(rules)
+    for section in ("equals", "one_of"):
+        for key in list(shown.get(section) or {}):
+            if secret_values.looks_secret(key, pattern):
+                shown[section][key] = "***"
+    return shown
+
+
 def parse_env_file(text: str):
     """(values, bad_lines) from KEY=VALUE text; later definitions win, as in a shell."""
     values: dict[str, EnvValue] = {}
@@ -129,7 +141,8 @@ def run(path, rules=None, component=None, format="auto") -> CheckReport:
     """
     rules = merge_rules(rules)
     report = CheckReport("env", target=str(path), options={
-        "path": str(path), "component": component, "format": format, "rules": rules})
+        "path": str(path), "component": component, "format": format,
+        "rules": _shown_rules(rules)})
     kind = format
     if kind == "auto":
         kind = "spec" if str(path).lower().endswith((".yaml", ".yml")) else "env"
@@ -163,7 +176,8 @@ def run(path, rules=None, component=None, format="auto") -> CheckReport:
     for key, allowed in (rules.get("one_of") or {}).items():
         _check_value(report, key, occurrences.get(key, []), [str(a) for a in allowed], "one of",
                      rules)
-    _check_secrets(report, rules.get("secrets") or {}, occurrences)
+    ruled = set(rules.get("equals") or {}) | set(rules.get("one_of") or {})
+    _check_secrets(report, rules.get("secrets") or {}, occurrences, ruled)
     if plain_text_findings is not None:
         for where, line, message in plain_text_findings:
             report.problem(message, "plain_text_secrets", where, line)
@@ -285,6 +299,8 @@ def _check_value(report, key, found, allowed, relation, rules) -> None:
     pattern = (rules.get("secrets") or {}).get("key_pattern", secret_values.DEFAULT_SECRET_KEY_PATTERN)
     hide = secret_values.looks_secret(key, pattern)
     expected = allowed[0] if relation == "equals" else " | ".join(allowed)
+    if hide:  # a rule may name a secret; its expected value is as secret as the variable
+        expected = "***"
     if not found:
         report.add(key, False, "missing", expected)
         report.problem(f"{key} is not set (expected {expected})", key)
@@ -307,7 +323,7 @@ def _check_value(report, key, found, allowed, relation, rules) -> None:
                "; ".join(reason for _, reason in failures))
 
 
-def _check_secrets(report, rule, occurrences) -> None:
+def _check_secrets(report, rule, occurrences, ruled=frozenset()) -> None:
     if not rule:
         return
     pattern = rule.get("key_pattern", secret_values.DEFAULT_SECRET_KEY_PATTERN)
@@ -318,7 +334,8 @@ def _check_secrets(report, rule, occurrences) -> None:
         "min_distinct": int(rule.get("min_distinct", 8)),
     }
     required = list(rule.get("required", []))
-    others = sorted(k for k in occurrences if k not in required
+    # A variable with a value rule of its own (equals, one_of) is judged there, once.
+    others = sorted(k for k in occurrences if k not in required and k not in ruled
                     and secret_values.looks_secret(k, pattern))
     weak_total = 0
     for key in required + others:

@@ -16,17 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from . import certs
+from .databases import fresh_database
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-MAIN_PG = "postgres://root@127.0.0.1:5432/postgres"
 HERE = Path(__file__).parent
 
 
@@ -145,19 +143,6 @@ def tls_postgres(pki) -> TLSPostgres:
 
 
 # --- Fresh databases on the main server ------------------------------------------------------
-
-@contextlib.contextmanager
-def fresh_database(prefix="chk_dc"):
-    """A new `chk_`-prefixed database on the main server (its URL), dropped on exit."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(MAIN_PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgres://root@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(MAIN_PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @pytest.fixture
 def chk_database():

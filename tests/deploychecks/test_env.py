@@ -119,6 +119,20 @@ def test_rules_are_data_a_runbook_can_change(tmp_path):
     assert report.options["rules"]["secrets"]["min_length"] == 40
 
 
+def test_a_rule_on_a_secret_keeps_its_expected_value_hidden(tmp_path):
+    token = "tok-Expected-Value-7781"
+    rules = {"equals": {"API_TOKEN": token}}
+    report = env.run(write(tmp_path, GOOD_ENV + f"API_TOKEN={token}\n"), rules=rules)
+    assert [c.name for c in report.criteria].count("API_TOKEN") == 1
+    found = criterion(report, "API_TOKEN")
+    assert found.ok and found.expected == "***" and found.measured == "***"
+    assert_no_secret(report, token)
+    failing = env.run(write(tmp_path, GOOD_ENV + "API_TOKEN=something-else-entirely\n"),
+                      rules=rules)
+    assert not criterion(failing, "API_TOKEN").ok
+    assert_no_secret(failing, token, "something-else-entirely")
+
+
 def test_default_rules_hold_the_seed_values():
     rules = env.merge_rules()
     assert rules["equals"] == {"DB_POOL_SIZE": "20", "FLASK_ENV": "production"}

@@ -8,7 +8,7 @@ from deploychecks import performance
 from deploychecks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
-from .conftest import fresh_database
+from .databases import fresh_database
 
 SCHEMA = """
 CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL);
@@ -67,7 +67,8 @@ def sqlite_file(path, tables):
 
 
 def test_baseline_derives_queries_from_the_schema(shop):
-    report = performance.run(shop, **FAST)
+    # A generous threshold: this test is about the query set, not about a busy CI machine.
+    report = performance.run(shop, **FAST, max_p95_ms=1000)
     assert report.ok, [c.to_dict() for c in report.criteria if not c.ok]
     labels = set(report.figures["queries"])
     assert {"pk:public.users", "pk:public.orders", "fk:public.orders.user_id",

@@ -1,6 +1,8 @@
 """The registry: the data the command and the job layer run checks from."""
 import inspect
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,12 @@ def test_bad_options_are_unusable_input(name, raw, message):
 def test_run_check_runs_the_named_check():
     report = registry.run_check("app-spec", path=str(REPO_SPEC))
     assert report.name == "app-spec" and report.ok
+
+
+def test_checks_run_without_django():
+    # The job layer and the CLI share these modules; they must not need a configured Django.
+    code = ("import sys, deploychecks.registry; "
+            "sys.exit(any(m == 'django' or m.startswith('django.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_SPEC.parent,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr or "deploychecks imported Django"

@@ -64,6 +64,12 @@ def kinds():
     return REGISTRY
 
 
+def register(kind):
+    """Add a job kind (other apps register theirs from their AppConfig.ready())."""
+    REGISTRY[kind.name] = kind
+    return kind
+
+
 COMMAND_PREFIX = "command:"
 
 

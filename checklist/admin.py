@@ -1,8 +1,8 @@
 from django.contrib import admin
 
 from .models import (
-    ApiToken, AuditEvent, ChecklistTemplate, ContactField, Group, Item, ItemState, Phase, Runbook,
-    SignOff,
+    ApiToken, AuditEvent, ChecklistTemplate, CommandSpec, ContactField, Evidence, Group, Item,
+    ItemState, JobBinding, Phase, Runbook, RunbookSource, SignOff, TaskRun,
 )
 
 
@@ -84,3 +84,58 @@ class AuditEventAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "user", "created_at", "last_used_at"]
     readonly_fields = ["key_sha256"]
+
+
+@admin.register(JobBinding)
+class JobBindingAdmin(admin.ModelAdmin):
+    """Which job kind earns which item: data, editable here."""
+
+    list_display = ["kind", "item"]
+    list_filter = ["kind", "item__group__phase__template"]
+    search_fields = ["item__text", "kind"]
+    autocomplete_fields = ["item"]
+
+
+@admin.register(CommandSpec)
+class CommandSpecAdmin(admin.ModelAdmin):
+    """Only admins configure which commands exist; members just run them."""
+
+    list_display = ["name", "argv", "workdir", "timeout_seconds"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    has_view_permission = has_add_permission = has_module_permission
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    has_delete_permission = has_change_permission
+
+
+class EvidenceInline(admin.TabularInline):
+    model = Evidence
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["name", "kind", "sha256", "size", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "runbook", "kind", "state", "started_by", "created_at", "finished_at"]
+    list_filter = ["state", "kind"]
+    inlines = [EvidenceInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(RunbookSource)
+class RunbookSourceAdmin(admin.ModelAdmin):
+    list_display = ["runbook", "name", "path"]

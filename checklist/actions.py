@@ -449,3 +449,18 @@ def approve_schema(user, runbook, evidence, comment=""):
         tick(user, state, f"Schema approved (sha256 {evidence.sha256[:12]})",
              earned_by=f"schema approval #{approval.pk}")
     return approval
+
+
+def void_stale_schema_approval(run, user):
+    """A new unified_schema.sql voids the approval of the old one: untick the approval item
+    (which withdraws the sign-offs that rested on it)."""
+    if rules.schema_approval(run.runbook) is not None:
+        return  # the new file has the same sha256 as the approved one
+    state = ItemState.objects.filter(runbook=run.runbook,
+                                     item__text__icontains="`unified_schema.sql` reviewed").first()
+    if state is not None and state.checked:
+        try:
+            untick(user, state, f"A new unified_schema.sql from {run.kind} run #{run.pk} voids the "
+                                "earlier approval; a lead must approve the new file.")
+        except Refused:
+            pass  # a locked phase keeps its history; the approval no longer stands either way

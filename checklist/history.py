@@ -3,17 +3,17 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from . import actions, audit
+from . import actions, audit, rules
 from .forms import HistoryFilterForm
 from .models import AuditEvent, ItemState, Phase
-from .views import _refused, _runbook, can_view_history, reader_required
+from .views import _refused, _runbook, reader_required
 
 PAGE_SIZE = 50
 
 
 def history_access(request, runbook, what):
     """None when the user may see the history; otherwise the refusal response (audited)."""
-    decision = can_view_history(request.user)
+    decision = rules.can_view_history(request.user)
     if decision:
         return None
     try:

@@ -36,6 +36,8 @@ class JobKind:
     needs_target: bool = False
     needs_sources: bool = True
     description: str = ""
+    # Dotted path of `hook(run, user)` called in the run's final transaction after a success.
+    on_success: str = ""
 
 
 REGISTRY = {
@@ -47,7 +49,7 @@ REGISTRY = {
                 description="Restore the latest backup to a scratch folder and compare."),
         JobKind("assess", "Assess the SQLite databases", "migration.tasks.assess_job"),
         JobKind("schema", "Generate the unified PostgreSQL schema", "migration.tasks.schema_job",
-                needs_target=True),
+                needs_target=True, on_success="checklist.actions.void_stale_schema_approval"),
         JobKind("dry-run", "Dry-run the migration", "migration.tasks.dry_run_job", needs_target=True),
         JobKind("migrate", "Run the migration (COPY)", "migration.tasks.migrate_job",
                 needs_target=True, time_limit=4 * 3600),

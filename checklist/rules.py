@@ -75,6 +75,13 @@ def can_lead(user):
     return _forbid("Only a lead can do this.")
 
 
+def can_view_history(user):
+    """The audit history and its exports: auditors, leads and admins."""
+    if roles(user) & {AUDITOR, LEAD, ADMIN}:
+        return ALLOW
+    return _forbid("Only auditors and leads can see the audit history.")
+
+
 def can_start_runbook(user):
     return can_lead(user)
 

@@ -241,6 +241,12 @@ def finish(run, ctx, result, state):
                                 {"name": n, "sha256": _sha256(p)} for _, n, p in files]})
         if state == TaskRun.SUCCEEDED:
             earn(locked, ctx)
+            from .jobs import get_kind
+
+            hook = get_kind(run.kind).on_success
+            if hook:
+                module, _, name = hook.rpartition(".")
+                getattr(import_module(module), name)(locked, run.started_by)
     Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
 
 

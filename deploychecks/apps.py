@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class DeployChecksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "deploychecks"
+
+    def ready(self):
+        from django.db.models.signals import post_save
+
+        from checklist.models import AuditEvent, TaskRun
+
+        from . import jobs, notify
+
+        jobs.register_kinds()
+        post_save.connect(jobs.on_run_saved, sender=TaskRun,
+                          dispatch_uid="deploychecks.after_run")
+        post_save.connect(notify.on_audit_event, sender=AuditEvent,
+                          dispatch_uid="deploychecks.notify_audit")

@@ -1,6 +1,5 @@
 """What the deployment checks keep: worker heartbeats, per-runbook check settings, baselines,
 monitoring samples, rollback-trigger firings and notifications."""
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -13,3 +12,157 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.hostname} @ {self.seen_at:%H:%M:%S}"
+
+
+class RunbookCheckSettings(models.Model):
+    """A runbook's thresholds and check inputs. Made lazily with the seed's values.
+
+    The webhook URL often carries its token in the path, so it is kept like the target URL:
+    encrypted, with a redacted form for display.
+    """
+
+    runbook = models.OneToOneField("checklist.Runbook", on_delete=models.CASCADE,
+                                   related_name="check_settings")
+    # Success criteria and rollback triggers (the seed's numbers).
+    page_load_ms = models.FloatField(default=2000, help_text="page load p95 must be below")
+    api_ms = models.FloatField(default=500, help_text="API p95 must be below")
+    db_query_ms = models.FloatField(default=100, help_text="slowest query p95 must be below")
+    pool_utilization_pct = models.FloatField(default=80, help_text="must be below")
+    app_uptime_pct = models.FloatField(default=99.9, help_text="must be above")
+    db_uptime_pct = models.FloatField(default=99.95, help_text="must be above")
+    uptime_window_hours = models.FloatField(default=24)
+    degradation_pct = models.FloatField(default=50, help_text="rollback trigger: slowdown vs "
+                                                               "the baseline")
+    error_rate_pct = models.FloatField(default=5, help_text="rollback trigger: http error rate")
+    # Check inputs (paths on the worker).
+    env_path = models.CharField(max_length=1000, blank=True,
+                                help_text="env file or app spec the env check reads")
+    env_rules = models.JSONField(default=dict, blank=True,
+                                 help_text="env check rule overrides (the check's rules format)")
+    app_spec_path = models.CharField(max_length=1000, blank=True)
+    target_ca_file = models.CharField(max_length=1000, blank=True,
+                                      help_text="CA of the target PostgreSQL (verify-full)")
+    deployed_url = models.CharField(max_length=500, blank=True, help_text="https:// base URL")
+    health_path = models.CharField(max_length=200, default="/healthz")
+    ca_file = models.CharField(max_length=1000, blank=True,
+                               help_text="CA file for the deployed site's certificate")
+    http_paths = models.JSONField(default=list, blank=True,
+                                  help_text='pages and API paths to load, e.g. ["/", "/api/x"]')
+    # Monitoring and notifications.
+    monitor_interval_seconds = models.PositiveIntegerField(default=0, help_text="0 = off")
+    last_monitored_at = models.DateTimeField(null=True, blank=True)
+    notify_emails = models.TextField(blank=True, help_text="one address per line or comma")
+    webhook_url_encrypted = models.TextField(blank=True)
+    webhook_url_redacted = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "runbook check settings"
+        verbose_name_plural = "runbook check settings"
+
+    def __str__(self):
+        return f"check settings of runbook #{self.runbook_id}"
+
+    @classmethod
+    def for_runbook(cls, runbook):
+        found, _ = cls.objects.get_or_create(runbook=runbook)
+        return found
+
+    def emails(self):
+        raw = self.notify_emails.replace(",", "\n").split()
+        return [a.strip() for a in raw if "@" in a]
+
+    def set_webhook_url(self, url):
+        from .notify import encrypt, redact_webhook
+
+        url = (url or "").strip()
+        self.webhook_url_encrypted = encrypt(url) if url else ""
+        self.webhook_url_redacted = redact_webhook(url) if url else ""
+
+    def webhook_url(self):
+        """The plain URL, for the sender only; never log or render it."""
+        from .notify import decrypt
+
+        return decrypt(self.webhook_url_encrypted) if self.webhook_url_encrypted else ""
+
+
+class PerformanceBaseline(models.Model):
+    """The first passing check-performance run of a runbook; later runs are compared to it."""
+
+    runbook = models.OneToOneField("checklist.Runbook", on_delete=models.CASCADE,
+                                   related_name="performance_baseline")
+    run = models.ForeignKey("checklist.TaskRun", on_delete=models.PROTECT, related_name="+")
+    evidence = models.ForeignKey("checklist.Evidence", null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="+")
+    report = models.JSONField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"baseline of runbook #{self.runbook_id}: run #{self.run_id}"
+
+
+class MonitorSample(models.Model):
+    HEALTH, DATABASE, POOL = "health", "database", "pool"
+    KINDS = [(k, k) for k in (HEALTH, DATABASE, POOL)]
+
+    runbook = models.ForeignKey("checklist.Runbook", on_delete=models.CASCADE,
+                                related_name="monitor_samples")
+    kind = models.CharField(max_length=10, choices=KINDS)
+    ok = models.BooleanField()
+    latency_ms = models.FloatField(null=True, blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-taken_at", "-pk"]
+        indexes = [models.Index(fields=["runbook", "kind", "taken_at"], name="sample_rb_kind_at")]
+
+
+class TriggerFiring(models.Model):
+    """A rollback trigger that fired; open until the evidence stops showing it."""
+
+    runbook = models.ForeignKey("checklist.Runbook", on_delete=models.CASCADE,
+                                related_name="trigger_firings")
+    trigger = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    summary = models.CharField(max_length=500)
+    figures = models.JSONField(default=dict)
+    evidence = models.JSONField(default=dict)  # {run_id, kind, name, sha256}
+    fired_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-fired_at", "-pk"]
+        constraints = [models.UniqueConstraint(
+            fields=["runbook", "trigger"], condition=models.Q(cleared_at__isnull=True),
+            name="trigger_one_open_per_runbook")]
+
+    def __str__(self):
+        return f"{self.trigger} on runbook #{self.runbook_id}"
+
+
+class Notification(models.Model):
+    """One message to one channel, with every delivery attempt."""
+
+    EMAIL, WEBHOOK = "email", "webhook"
+    PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+    runbook = models.ForeignKey("checklist.Runbook", null=True, blank=True,
+                                on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=50)
+    channel = models.CharField(max_length=10)
+    recipients = models.TextField(blank=True)  # addresses, or the redacted webhook URL
+    subject = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict)  # what is sent; never a secret
+    state = models.CharField(max_length=10, default=PENDING)
+    attempts = models.JSONField(default=list)  # [{n, at, ok, status, error, ms}]
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.channel} {self.event} ({self.state})"

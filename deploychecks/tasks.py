@@ -18,3 +18,27 @@ def worker_heartbeat():
 @worker_ready.connect
 def _beat_at_start(**kwargs):
     worker_heartbeat()
+
+
+@shared_task(name="deploychecks.monitor_due", ignore_result=True)
+def monitor_due():
+    """Beat: sample the runbooks whose monitoring interval has passed; evaluate triggers."""
+    from .monitor import run_due
+
+    return run_due()
+
+
+@shared_task(name="deploychecks.deliver_notification", ignore_result=True)
+def deliver_notification(notification_id):
+    """Send one notification (email or webhook), with bounded retries recorded on its row."""
+    from .notify import deliver
+
+    deliver(notification_id)
+
+
+@shared_task(name="deploychecks.digest", ignore_result=True)
+def digest():
+    """Beat: the leads' digest of every runbook's state."""
+    from .notify import send_digest
+
+    send_digest()

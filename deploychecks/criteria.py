@@ -1,0 +1,167 @@
+"""The seed's Success Criteria, decided from evidence instead of ticked by hand.
+
+Each criterion reads one figure from the newest evidence that holds it (a check run's stored
+report, the latest `validate` run, or the monitoring samples), sets it against the runbook's
+threshold, and says where the figure came from (run id, evidence name and sha256). With no
+evidence the criterion is "no evidence yet" (ok is None), never a pass.
+"""
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from .models import MonitorSample, RunbookCheckSettings
+
+ENDED = ("succeeded", "failed")
+
+
+@dataclass
+class Evidence:
+    run_id: int
+    kind: str
+    name: str
+    sha256: str
+
+
+@dataclass
+class Result:
+    key: str
+    item: str  # the seed's item text this criterion earns
+    ok: bool | None  # None: no evidence yet
+    figure: object = None
+    threshold: str = ""
+    evidence: dict | None = None
+    detail: str = ""
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def state(self):
+        return "no-evidence" if self.ok is None else ("pass" if self.ok else "fail")
+
+
+@dataclass
+class RunEvidence:
+    """The newest ended run of a kind, with its stored report and figures."""
+
+    run: object
+    report: dict
+    figures: dict = field(default_factory=dict)
+    report_evidence: object = None
+
+    def cite(self):
+        ev = self.report_evidence
+        return asdict(Evidence(self.run.pk, self.run.kind, ev.name if ev else "",
+                               ev.sha256 if ev else ""))
+
+
+def latest_report(runbook, kind):
+    """The newest succeeded-or-failed run of `kind` that stored a report, or None.
+
+    Reads the report file the job layer wrote (whose sha256 the Evidence row holds) and the
+    run's `figures` evidence; a file that cannot be read counts as no evidence.
+    """
+    from checklist.models import TaskRun
+
+    runs = (TaskRun.objects.filter(runbook=runbook, kind=kind, state__in=ENDED)
+            .order_by("-finished_at", "-pk").prefetch_related("evidence"))
+    for run in runs[:5]:
+        evidence = list(run.evidence.all())
+        report_ev = next((e for e in evidence if e.kind == "report"), None)
+        if report_ev is None:
+            continue
+        try:
+            report = json.loads((Path(settings.MEDIA_ROOT) / report_ev.path).read_text())
+        except (OSError, ValueError):
+            continue
+        figures = {}
+        for e in evidence:
+            if e.kind == "figures" and isinstance(e.figures, dict):
+                figures.update(e.figures)
+        if isinstance(report, dict) and isinstance(report.get("figures"), dict):
+            figures = {**report["figures"], **figures}
+        return RunEvidence(run, report if isinstance(report, dict) else {}, figures, report_ev)
+    return None
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _from_check(runbook, key, item, kind, figure_key, limit, unit):
+    found = latest_report(runbook, kind)
+    threshold = f"< {limit:g} {unit}"
+    if found is None:
+        return Result(key, item, None, None, threshold, None, f"no {kind} run yet")
+    value = _number(found.figures.get(figure_key))
+    if value is None:
+        return Result(key, item, None, None, threshold, found.cite(),
+                      f"{kind} run #{found.run.pk} has no {figure_key} figure")
+    return Result(key, item, value < limit, value, threshold, found.cite(),
+                  f"{figure_key} of {kind} run #{found.run.pk}")
+
+
+def zero_data_loss(runbook):
+    """From the latest validate run: it passed, and no row is missing or mismatched."""
+    item, threshold = "Zero data loss during migration", "0 missing, 0 mismatched"
+    found = latest_report(runbook, "validate")
+    if found is None:
+        return Result("zero_data_loss", item, None, None, threshold, None,
+                      "no evidence yet: no validate run")
+    figures = {**{k: v for k, v in found.report.items() if not isinstance(v, (dict, list))},
+               **found.figures}
+    missing = _number(figures.get("missing_rows"))
+    mismatches = _number(figures.get("mismatches"))
+    checked = _number(figures.get("rows_checked"))
+    figure = {"missing_rows": missing, "mismatches": mismatches, "rows_checked": checked}
+    if missing is None and mismatches is None:
+        return Result("zero_data_loss", item, None, figure, threshold, found.cite(),
+                      f"validate run #{found.run.pk} reports no missing/mismatch figures")
+    ok = (bool(found.report.get("ok")) and not missing and not mismatches
+          and (checked is None or checked > 0))
+    return Result("zero_data_loss", item, ok, figure, threshold, found.cite(),
+                  f"validate run #{found.run.pk} ({found.run.state})")
+
+
+def uptime_result(runbook, key, item, kind, limit, hours):
+    from .monitor import uptime
+
+    up = uptime(runbook, kind, hours)
+    threshold = f"> {limit:g}% over {hours:g} h"
+    if up is None:
+        return Result(key, item, None, None, threshold, None,
+                      f"no {kind} monitoring samples in the last {hours:g} h")
+    return Result(key, item, up["pct"] > limit, up["pct"], threshold,
+                  {"monitoring": kind, "samples": up["samples"], "failed": up["failed"],
+                   "from": up["first"], "to": up["last"]},
+                  f"{up['samples'] - up['failed']} of {up['samples']} {kind} samples ok")
+
+
+def evaluate(runbook):
+    """Every success criterion of the runbook, in the seed's order."""
+    cs = RunbookCheckSettings.for_runbook(runbook)
+    return [
+        _from_check(runbook, "page_load", "Page load times < 2 seconds", "check-http",
+                    "page_p95_ms", cs.page_load_ms, "ms (page p95)"),
+        _from_check(runbook, "api_response", "API response times < 500ms", "check-http",
+                    "api_p95_ms", cs.api_ms, "ms (API p95)"),
+        _from_check(runbook, "db_query", "Database query times < 100ms", "check-performance",
+                    "worst_p95_ms", cs.db_query_ms, "ms (slowest query p95)"),
+        _from_check(runbook, "pool_utilization", "Connection pool utilization < 80%",
+                    "check-performance", "pool_utilization_pct", cs.pool_utilization_pct, "%"),
+        uptime_result(runbook, "app_uptime", "Application uptime > 99.9%",
+                      MonitorSample.HEALTH, cs.app_uptime_pct, cs.uptime_window_hours),
+        uptime_result(runbook, "db_uptime", "Database uptime > 99.95%",
+                      MonitorSample.DATABASE, cs.db_uptime_pct, cs.uptime_window_hours),
+        zero_data_loss(runbook),
+    ]
+
+
+def criteria_context(runbook):
+    """For templates/deploychecks/_criteria.html."""
+    return {"runbook": runbook, "criteria": evaluate(runbook)}

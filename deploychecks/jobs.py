@@ -1,0 +1,248 @@
+"""The deployment checks as job kinds, and what happens when a check or validate run ends.
+
+Each `check-*` kind runs one check of the registry through `registry.run_check`. Its options are
+the runbook's check settings (thresholds, paths, the deployed URL) overlaid by the run's own
+parameters, and the target URL from the runbook when the check needs one. The check's report is
+the run's report; its scalar figures are the run's figures; the run passes when the report does.
+
+`success-criteria` evaluates the Success Criteria from evidence and ticks the items whose
+criterion passes itself (through `checklist.actions.tick`, attributed to the run): a bound job
+earns all its items or none, and these items pass or fail one by one.
+
+When any of these runs (or a `validate` run) ends, `after_run` records the first passing
+performance run as the baseline and evaluates the rollback triggers.
+"""
+import json
+import logging
+
+from django.db import IntegrityError, transaction
+
+from checklist.jobs import JobKind, register
+from checklist.tasks import JobResult
+
+from . import registry
+from .models import RunbookCheckSettings
+from .redact import scrub, url_password
+from .report import CheckInputError
+
+log = logging.getLogger(__name__)
+
+KINDS = (
+    JobKind("check-env", "Check environment variables", "deploychecks.jobs.check_env",
+            params=("path", "rules", "component", "format"), needs_sources=False,
+            time_limit=120, description="DATABASE_URL, DB_POOL_SIZE, DB_SSL_MODE, secrets, "
+                                        "production mode, from an env file or app spec."),
+    JobKind("check-app-spec", "Check app-spec.yaml", "deploychecks.jobs.check_app_spec",
+            params=("path", "schema"), needs_sources=False, time_limit=120,
+            description="App Platform schema, health checks, secrets, bindings, scaling."),
+    JobKind("check-connectivity", "Check the target PostgreSQL connection",
+            "deploychecks.jobs.check_connectivity", needs_target=True, needs_sources=False,
+            params=("pool_size", "samples", "sslmode", "ca_file"), time_limit=600,
+            description="Connect, TLS in use, a pool of DB_POOL_SIZE, headroom, latency."),
+    JobKind("check-performance", "Measure query performance (baseline)",
+            "deploychecks.jobs.check_performance", needs_target=True, needs_sources=False,
+            params=("queries", "iterations", "sqlite"), time_limit=1800,
+            description="Query p50/p95 on the target, pool utilization; compared with the "
+                        "baseline (the first passing run)."),
+    JobKind("check-http", "Check the deployed site", "deploychecks.jobs.check_http",
+            needs_sources=False, params=("url", "paths", "requests", "concurrency"),
+            time_limit=600, description="Health, TLS certificate, security headers, "
+                                        "HTTP->HTTPS, bounded load."),
+    JobKind("success-criteria", "Evaluate the success criteria",
+            "deploychecks.jobs.success_criteria", needs_sources=False, time_limit=120,
+            description="Decide each Success Criterion from evidence; tick those that pass."),
+)
+WATCHED = {k.name for k in KINDS} | {"validate"}
+
+
+def register_kinds():
+    for kind in KINDS:
+        register(kind)
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+def _settings(ctx):
+    return RunbookCheckSettings.for_runbook(ctx.runbook)
+
+
+def _target(ctx):
+    return ctx.target_url() if hasattr(ctx.runbook, "target") else None
+
+
+def run_check(ctx, name, defaults, extra_secrets=()):
+    """Run check `name` with `defaults` overlaid by the run's parameters; a JobResult."""
+    check = registry.get(name)
+    options = {k: v for k, v in defaults.items() if v not in (None, "", [], {})}
+    options.update(ctx.params)
+    secrets = [s for s in (*extra_secrets, url_password(str(options.get("url") or ""))) if s]
+    ctx.log(scrub(f"check {name}: " + ", ".join(
+        f"{k}={v}" for k, v in sorted(options.items()) if k != "rules"), *secrets))
+    ctx.progress(step=f"running the {name} check", percent=5)
+    try:
+        report = registry.run_check(name, **registry.coerce(check, options)).to_dict()
+    except CheckInputError as exc:
+        message = scrub(str(exc), *secrets)
+        ctx.log(f"unusable input: {message}")
+        return JobResult(ok=False, error=message, report={"name": name, "ok": False,
+                                                          "error": message})
+    # The checks redact their own URLs; this pass is for anything that came from elsewhere.
+    report = json.loads(scrub(json.dumps(report, default=str), *secrets))
+    for c in report["criteria"]:
+        ctx.log(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['measured']} "
+                f"(expected {c['expected']})")
+    failed = [c["name"] for c in report["criteria"] if not c["ok"]]
+    summary = (f"{name}: all {len(report['criteria'])} criteria passed" if report["ok"] else
+               f"{name}: {len(failed)} of {len(report['criteria'])} criteria failed "
+               f"({', '.join(failed[:6])})")
+    return JobResult(ok=report["ok"], summary=summary, report=report,
+                     figures=key_figures(report), error="" if report["ok"] else summary)
+
+
+def key_figures(report):
+    """The report's scalar figures (nested tables such as per-query timings stay in the report)."""
+    figures = {k: v for k, v in (report.get("figures") or {}).items()
+               if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 200)
+               or v is None}
+    figures["criteria_failed"] = [c["name"] for c in report.get("criteria", []) if not c["ok"]]
+    return figures
+
+
+def check_env(ctx):
+    cs = _settings(ctx)
+    return run_check(ctx, "env", {"path": cs.env_path, "rules": cs.env_rules or None})
+
+
+def check_app_spec(ctx):
+    cs = _settings(ctx)
+    return run_check(ctx, "app-spec", {"path": cs.app_spec_path})
+
+
+def check_connectivity(ctx):
+    cs = _settings(ctx)
+    url = ctx.params.get("url") or _target(ctx)
+    return run_check(ctx, "connectivity", {"url": url, "ca_file": cs.target_ca_file},
+                     extra_secrets=[url_password(url or "")])
+
+
+def check_http(ctx):
+    cs = _settings(ctx)
+    return run_check(ctx, "http", {
+        "url": cs.deployed_url, "health_path": cs.health_path, "ca_file": cs.ca_file,
+        "paths": cs.http_paths or None, "page_p95_ms": cs.page_load_ms, "api_p95_ms": cs.api_ms})
+
+
+def check_performance(ctx):
+    """The performance check, compared with the runbook's baseline when it has one."""
+    from . import performance
+    from .models import PerformanceBaseline
+
+    cs = _settings(ctx)
+    url = ctx.params.get("url") or _target(ctx)
+    result = run_check(ctx, "performance", {
+        "url": url, "ca_file": cs.target_ca_file, "max_p95_ms": cs.db_query_ms,
+        "max_pool_utilization_pct": cs.pool_utilization_pct},
+        extra_secrets=[url_password(url or "")])
+    baseline = PerformanceBaseline.objects.filter(runbook=ctx.runbook).first()
+    if baseline is None or not (result.report.get("figures") or {}).get("queries"):
+        if result.ok:
+            ctx.log("no baseline yet: this run becomes the baseline when it is recorded")
+        return result
+    comparison = performance.compare(result.report, baseline.report,
+                                     degradation_pct=cs.degradation_pct)
+    comparison["baseline_run_id"] = baseline.run_id
+    comparison["baseline_sha256"] = baseline.evidence.sha256 if baseline.evidence else ""
+    result.report["baseline_comparison"] = comparison
+    result.figures.update({
+        "baseline_run_id": baseline.run_id,
+        "degraded_queries": len(comparison["degraded"]),
+        "worst_degradation_pct": comparison["degraded"][0]["change_pct"]
+        if comparison["degraded"] else 0.0,
+        "overall_change_pct": comparison["overall"]["change_pct"],
+    })
+    ctx.log(f"against baseline run #{baseline.run_id}: {len(comparison['degraded'])} of "
+            f"{comparison['compared']} queries slower by more than {cs.degradation_pct:g}%")
+    return result
+
+
+def success_criteria(ctx):
+    """Evaluate the criteria; tick (as the run's starter) the items whose criterion passes."""
+    from checklist import actions, rules
+    from checklist.models import ItemState
+
+    from . import criteria
+
+    results = criteria.evaluate(ctx.runbook)
+    facts = rules.RunbookFacts.load(ctx.runbook)
+    states = {st.item.text: st for st in facts.states
+              if st.item.group.phase.kind == "success"}
+    ticked = []
+    user = ctx.run.started_by
+    for r in results:
+        ctx.log(f"{r.state:11} {r.key}: {r.figure} (threshold {r.threshold}) {r.detail}")
+        state = states.get(r.item)
+        if not r.ok or state is None or state.complete:
+            continue
+        decision = rules.can_tick(user, state, facts)
+        if not decision:
+            ctx.log(f"not ticked: {r.item}: {decision.reason}")
+            continue
+        try:
+            actions.tick(user, ItemState.objects.get(pk=state.pk),
+                         note=f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}",
+                         earned_by=f"success-criteria run #{ctx.run.pk}")
+            ticked.append(r.item)
+        except actions.Refused as refused:
+            ctx.log(f"not ticked: {r.item}: {refused}")
+    report = {"name": "success-criteria", "ok": all(r.ok for r in results),
+              "criteria": [r.to_dict() for r in results], "ticked": ticked}
+    passed = sum(1 for r in results if r.ok)
+    missing = sum(1 for r in results if r.ok is None)
+    figures = {r.key: r.figure for r in results if not isinstance(r.figure, dict)}
+    figures.update({"passed": passed, "failed": len(results) - passed - missing,
+                    "no_evidence": missing, "ticked": len(ticked)})
+    summary = f"{passed} of {len(results)} criteria pass ({missing} without evidence); " \
+              f"ticked {len(ticked)}"
+    return JobResult(ok=report["ok"], summary=summary, report=report, figures=figures,
+                     error="" if report["ok"] else summary)
+
+
+# --- after a run ends ---------------------------------------------------------------------------
+
+def on_run_saved(sender, instance, **kwargs):
+    """post_save of TaskRun: once a watched run has ended and committed, act on its evidence."""
+    if instance.kind in WATCHED and instance.state in ("succeeded", "failed"):
+        transaction.on_commit(lambda pk=instance.pk: after_run(pk))
+
+
+def after_run(run_id):
+    from checklist.models import TaskRun
+
+    from . import triggers
+
+    try:
+        run = TaskRun.objects.select_related("runbook").get(pk=run_id)
+        if run.kind == "check-performance" and run.state == "succeeded":
+            record_baseline(run)
+        triggers.evaluate(run.runbook)
+    except Exception:  # the run is finished and recorded whatever happens here
+        log.exception("after run #%s", run_id)
+
+
+def record_baseline(run):
+    """The first passing performance run of a runbook becomes its baseline."""
+    from .criteria import latest_report
+    from .models import PerformanceBaseline
+
+    if PerformanceBaseline.objects.filter(runbook_id=run.runbook_id).exists():
+        return None
+    found = latest_report(run.runbook, "check-performance")
+    if found is None or found.run.pk != run.pk:
+        return None
+    try:
+        with transaction.atomic():
+            return PerformanceBaseline.objects.create(
+                runbook_id=run.runbook_id, run=run, evidence=found.report_evidence,
+                report=found.report)
+    except IntegrityError:
+        return None

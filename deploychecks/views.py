@@ -1,0 +1,105 @@
+"""Pages of the deployment checks: a runbook's check settings (leads change them, audited) and
+the partials the runbook page includes (trigger banner, success criteria, monitoring)."""
+from django import forms
+from django.db import transaction
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from checklist import actions, audit, rules
+from checklist.models import Runbook
+from checklist.views import reader_required
+
+from . import criteria, monitor, triggers
+from .models import RunbookCheckSettings
+
+SETTINGS_FIELDS = [
+    "page_load_ms", "api_ms", "db_query_ms", "pool_utilization_pct", "app_uptime_pct",
+    "db_uptime_pct", "uptime_window_hours", "degradation_pct", "error_rate_pct", "env_path",
+    "env_rules", "app_spec_path", "target_ca_file", "deployed_url", "health_path", "ca_file",
+    "http_paths", "monitor_interval_seconds", "notify_emails",
+]
+
+
+def settings_snapshot(cs):
+    """The settings as the audit log keeps them: the webhook only in its redacted form."""
+    data = {f: getattr(cs, f) for f in SETTINGS_FIELDS}
+    data["webhook_url"] = cs.webhook_url_redacted
+    return data
+
+
+class CheckSettingsForm(forms.ModelForm):
+    webhook_url = forms.CharField(required=False, max_length=1000,
+                                  help_text="Stored encrypted and shown redacted; leave empty "
+                                            "to keep the current one.")
+    clear_webhook = forms.BooleanField(required=False)
+
+    class Meta:
+        model = RunbookCheckSettings
+        fields = SETTINGS_FIELDS
+
+    def clean_webhook_url(self):
+        url = self.cleaned_data["webhook_url"].strip()
+        if url and not url.startswith(("https://", "http://")):
+            raise forms.ValidationError("A webhook URL starts with https:// or http://.")
+        return url
+
+
+def _runbook(runbook_id):
+    return get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+
+
+@reader_required
+def settings_page(request, runbook_id):
+    runbook = _runbook(runbook_id)
+    cs = RunbookCheckSettings.for_runbook(runbook)
+    may_edit = bool(rules.can_lead(request.user))
+    status = 200
+    if request.method == "POST":
+        decision = rules.can_lead(request.user)
+        if not decision:
+            try:
+                actions.deny(request.user, "check-settings", decision, obj=runbook,
+                             runbook=runbook)
+            except actions.Refused as refused:
+                return render(request, "checklist/refused.html", {"message": str(refused)},
+                              status=refused.status)
+        before = settings_snapshot(cs)
+        form = CheckSettingsForm(request.POST, instance=cs)
+        if form.is_valid():
+            cs = form.save(commit=False)
+            if form.cleaned_data["clear_webhook"]:
+                cs.set_webhook_url("")
+            elif form.cleaned_data["webhook_url"]:
+                cs.set_webhook_url(form.cleaned_data["webhook_url"])
+            with transaction.atomic():
+                cs.updated_at = timezone.now()
+                cs.save()
+                audit.record("check-settings", actor=request.user, obj=cs, runbook=runbook,
+                             before=before, after=settings_snapshot(cs))
+            form = CheckSettingsForm(instance=cs)
+            saved = True
+        else:
+            status, saved = 400, False
+    else:
+        form, saved = CheckSettingsForm(instance=cs), False
+    return render(request, "deploychecks/settings.html",
+                  {"runbook": runbook, "form": form, "settings": cs, "may_edit": may_edit,
+                   "saved": saved}, status=status)
+
+
+@reader_required
+def banner_partial(request, runbook_id):
+    return render(request, "deploychecks/_trigger_banner.html",
+                  triggers.banner_context(_runbook(runbook_id)))
+
+
+@reader_required
+def criteria_partial(request, runbook_id):
+    return render(request, "deploychecks/_criteria.html",
+                  criteria.criteria_context(_runbook(runbook_id)))
+
+
+@reader_required
+def monitoring_partial(request, runbook_id):
+    return render(request, "deploychecks/_monitoring.html",
+                  monitor.monitoring_context(_runbook(runbook_id)))

@@ -316,4 +316,7 @@ def send_digest():
     text, data = digest_text(Runbook.objects.order_by("pk"))
     rows = dispatch("digest", None, "Daily runbook digest", text, {"runbooks": data},
                     emails=leads)
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    rows[0].refresh_from_db()
+    return rows[0]

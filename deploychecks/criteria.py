@@ -112,7 +112,7 @@ def zero_data_loss(runbook):
     found = latest_report(runbook, "validate")
     if found is None:
         return Result("zero_data_loss", item, None, None, threshold, None,
-                      "no evidence yet: no validate run")
+                      "no validate run yet")
     figures = {**{k: v for k, v in found.report.items() if not isinstance(v, (dict, list))},
                **found.figures}
     missing = _number(figures.get("missing_rows"))

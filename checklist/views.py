@@ -4,11 +4,18 @@ Each view loads what the user may see, calls one action (which asks the rules an
 event), and renders a partial for htmx or the page otherwise. Refusals come back as a short message
 with the status the rule chose (403 for a role, 409 for the state of the runbook).
 """
+import hashlib
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import caches
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -96,39 +103,153 @@ def _job_panels(kinds, runs, may_run):
             for k in kinds]
 
 
+ROW_CACHE = "default"
+ROW_CACHE_SECONDS = 3600
+
+# reverse() for each of the ~800 item links was a third of the page's render time: reverse each
+# item URL once with a placeholder id and substitute the real ids.
+_PLACEHOLDER = "2147483647"
+_ITEM_URLS = {"tick": "item-tick", "untick": "item-untick", "note": "item-note",
+              "not_applicable": "item-not-applicable", "applicable": "item-applicable",
+              "detail": "item-detail"}
+
+
+def _item_urls(runbook):
+    patterns = {key: reverse(name, args=[runbook.pk, _PLACEHOLDER])
+                for key, name in _ITEM_URLS.items()}
+    return lambda pk: {key: url.replace(_PLACEHOLDER, str(pk)) for key, url in patterns.items()}
+
+
+def _latest_notes(runbook, state_id=None):
+    """state_id -> its newest note, carrying `count` (all notes of that item), in one query.
+    The runbook page shows the newest note and a count; the item page shows them all."""
+    notes = ItemNote.objects.filter(state__runbook=runbook)
+    if state_id is not None:
+        notes = notes.filter(state_id=state_id)
+    notes = notes.annotate(
+        rank=Window(RowNumber(), partition_by=[F("state_id")],
+                    order_by=[F("created_at").desc(), F("pk").desc()]),
+        count=Window(Count("pk"), partition_by=[F("state_id")]),
+    ).filter(rank=1).select_related("author")
+    return {note.state_id: note for note in notes}
+
+
+class _Page:
+    """What every item row needs beyond its own state, gathered once per request; `only` (an
+    ItemState) narrows the notes and runs to that one item, for a write's partial answer."""
+
+    def __init__(self, request, runbook, only=None):
+        user = request.user
+        self.may_work = bool(rules.can_work(user))
+        self.may_lead = bool(rules.can_lead(user))
+        self.bindings = jobs.bindings_for(runbook.template)
+        self.notes = _latest_notes(runbook, only.pk if only is not None else None)
+        if only is None:
+            self.runs = jobs.latest_runs(runbook)
+        else:
+            kinds = self.bindings.get(only.item_id, ())
+            self.runs = _latest_runs_of(runbook, kinds) if kinds else {}
+        self.urls = _item_urls(runbook)
+
+    def decorate(self, st, status):
+        st.last_note = self.notes.get(st.pk)
+        st.note_count = st.last_note.count if st.last_note else 0
+        st.may_change = self.may_work and status.is_open
+        st.may_mark_na = st.may_change and (st.item.if_applicable or self.may_lead)
+        st.jobs = _job_panels(self.bindings.get(st.item_id, ()), self.runs, st.may_change)
+        st.urls = self.urls(st.pk)
+        return st
+
+
+def _latest_runs_of(runbook, kinds):
+    out = {}
+    for run in runbook.runs.filter(kind__in=kinds).select_related("started_by").order_by(
+            "-created_at", "-pk"):
+        out.setdefault(run.kind, run)
+    return out
+
+
+def _row_key(st):
+    """A cache key over every value an item row shows, so a cached row is never stale: a change
+    to any of them is a different key."""
+    note = st.last_note
+    shown = (
+        st.pk, st.item.text, st.checked, st.checked_by.get_username() if st.checked_by else "",
+        st.checked_at, st.not_applicable, st.na_reason, st.earned_by, st.version,
+        st.may_change, st.may_mark_na, st.note_count,
+        (note.pk, note.text, note.action, note.created_at,
+         note.author.get_username() if note.author else "") if note else None,
+        [(job["name"], job["kind"].title, job["kind"].params, job["may_run"], _run_shown(job["run"]))
+         for job in st.jobs],
+        timezone.get_current_timezone_name(),
+    )
+    return "item-row:" + hashlib.sha256(repr(shown).encode()).hexdigest()
+
+
+def _run_shown(run):
+    if run is None:
+        return None
+    # An ended run no longer changes, so its log's length stands for its log.
+    return (run.pk, run.state, run.percent, run.step, run.rows, run.eta_seconds, run.error,
+            len(run.log), run.created_at, run.started_by.get_username() if run.started_by else "")
+
+
+def _prerender_rows(runbook, states):
+    """Set `st.html` on each job-less row, from the cache or rendered once and cached.
+
+    Rendering 136 rows was most of the page's cost, and most rows do not change between two
+    loads of the page. A row with an active run is always rendered: it polls its run and carries
+    the session's CSRF token in its Cancel form."""
+    cache = caches[ROW_CACHE]
+    keyed = {_row_key(st): st for st in states
+             if not any(job["run"] is not None and job["run"].active for job in st.jobs)}
+    found = cache.get_many(list(keyed))
+    missing = {}
+    for key, st in keyed.items():
+        html = found.get(key)
+        if html is None:
+            html = missing[key] = render_to_string(
+                "checklist/_item.html", {"st": st, "runbook": runbook, "in_runbook": True})
+        st.html = mark_safe(html)
+    if missing:
+        cache.set_many(missing, ROW_CACHE_SECONDS)
+
+
+def _group(group, states):
+    group.state_list = states
+    group.done = sum(1 for s in states if s.complete)
+    group.complete = group.done == len(states)
+    return group
+
+
+def _runbook_flags(user, facts):
+    return {
+        "may_work": bool(rules.can_work(user)),
+        "may_lead": bool(rules.can_lead(user)),
+        "may_edit_contacts": bool(rules.can_edit_contacts(user)),
+        "may_configure": bool(rules.can_configure(user)),
+        "may_request_go_live": bool(rules.can_request_go_live(user, facts)),
+        "may_approve_go_live": bool(rules.can_approve_go_live(user, facts)),
+        "may_view_history": bool(rules.can_view_history(user)),
+    }
+
+
 def runbook_context(request, runbook):
     """Everything the runbook page and its partials show, in a fixed number of queries."""
     facts = rules.RunbookFacts.load(runbook)
-    user = request.user
-    may_work = bool(rules.can_work(user))
-    may_lead = bool(rules.can_lead(user))
-    bindings = jobs.bindings_for(runbook.template)
-    runs = jobs.latest_runs(runbook)
-    notes = {}
-    for note in (
-        ItemNote.objects.filter(state__runbook=runbook).select_related("author").order_by("pk")
-    ):
-        notes.setdefault(note.state_id, []).append(note)
+    page = _Page(request, runbook)
+    by_group = {}
+    for st in facts.states:
+        page.decorate(st, facts.status(st.item.group.phase_id))
+        by_group.setdefault(st.item.group.phase_id, {}).setdefault(
+            st.item.group_id, (st.item.group, []))[1].append(st)
+    _prerender_rows(runbook, facts.states)
     phases = []
     for phase in facts.phases:
         status = facts.status(phase)
-        groups = {}
-        for st in facts.states:
-            if st.item.group.phase_id != phase.pk:
-                continue
-            st.note_list = notes.get(st.pk, [])
-            st.may_change = may_work and status.is_open
-            st.may_mark_na = st.may_change and (st.item.if_applicable or may_lead)
-            st.jobs = _job_panels(bindings.get(st.item_id, ()), runs, st.may_change)
-            groups.setdefault(st.item.group_id, (st.item.group, []))[1].append(st)
-        group_list = []
-        for group, states in groups.values():
-            group.state_list = states
-            group.complete = all(s.complete for s in states)
-            group.done = sum(1 for s in states if s.complete)
-            group_list.append(group)
-        status.group_list = group_list
-        status.may_sign_off = bool(rules.can_sign_off(user, phase, facts))
+        status.group_list = [_group(g, states)
+                             for g, states in by_group.get(phase.pk, {}).values()]
+        status.may_sign_off = bool(rules.can_sign_off(request.user, phase, facts))
         phases.append(status)
     contacts = list(runbook.contact_values.select_related("field", "updated_by").order_by("field__order"))
     return {
@@ -138,15 +259,32 @@ def runbook_context(request, runbook):
         # Not "block": inside {% block %} that name is the template block itself.
         "summary": rules.status_block(facts),
         "contacts": contacts,
-        "may_work": may_work,
-        "may_lead": may_lead,
-        "may_edit_contacts": bool(rules.can_edit_contacts(user)),
-        "may_request_go_live": bool(rules.can_request_go_live(user, facts)),
-        "may_approve_go_live": bool(rules.can_approve_go_live(user, facts)),
-        "may_view_history": bool(rules.can_view_history(user)),
+        **_runbook_flags(request.user, facts),
         "in_runbook": True,
     }
 
+
+def item_write_context(request, runbook, state_id):
+    """What an item write changes on the page: the item, its group heading, its phase heading
+    and the status block, from one load of the facts."""
+    facts = rules.RunbookFacts.load(runbook)
+    st = next(s for s in facts.states if s.pk == state_id)
+    page = _Page(request, runbook, only=st)
+    status = facts.status(st.item.group.phase_id)
+    page.decorate(st, status)
+    status.may_sign_off = bool(rules.can_sign_off(request.user, st.item.group.phase, facts))
+    group = _group(st.item.group, [s for s in facts.states if s.item.group_id == st.item.group_id])
+    return {
+        "runbook": runbook,
+        "facts": facts,
+        "st": st,
+        "group": group,
+        "ps": status,
+        "summary": rules.status_block(facts),
+        "may_work": page.may_work,
+        "in_runbook": True,
+        "oob": True,
+    }
 
 
 @require_GET
@@ -189,31 +327,57 @@ def runbook_page(request, runbook_id):
     return render(request, "checklist/runbook.html", runbook_context(request, runbook))
 
 
-def _item_action(request, runbook_id, state_id, act):
+def _item_action(request, runbook_id, state_id, act, may_withdraw=False):
+    """Run an item action; answer htmx with the item row and out-of-band swaps of what it changed
+    (its group and phase headings, the status block), or with the whole body when the write
+    withdrew sign-offs (later phases lock again)."""
     state = get_object_or_404(
-        ItemState.objects.select_related("runbook", "item__group__phase"),
+        ItemState.objects.select_related("runbook__template", "item__group__phase"),
         pk=state_id, runbook_id=runbook_id,
     )
+    runbook = state.runbook
+    standing = None
+    if may_withdraw and request.htmx:
+        standing = set(runbook.sign_offs.filter(withdrawn_at__isnull=True)
+                       .values_list("pk", flat=True))
     try:
         act(state)
     except actions.Refused as refused:
         if request.htmx and refused.status == 409:
             # Show the latest state of the runbook with the message, not a stale row.
-            state.runbook.refresh_from_db()
-            context = runbook_context(request, state.runbook)
+            runbook.refresh_from_db()
+            context = runbook_context(request, runbook)
             context["message"] = str(refused)
-            response = render(request, "checklist/_runbook_body.html", context, status=409)
-            response[MESSAGE_HEADER] = "conflict"
-            return response
+            return _whole_body(request, context, status=409, message="conflict")
         return _refused(request, refused)
-    return _after_write(request, state.runbook)
+    if not request.htmx:
+        return redirect("runbook", runbook.pk)
+    # The revision first, then the facts: the facts are at least as new as the revision shown.
+    runbook.refresh_from_db(fields=["revision"])
+    context = item_write_context(request, runbook, state.pk)
+    if standing is not None and {s.pk for s in context["facts"].sign_offs.values()} != standing:
+        return _whole_body(request, runbook_context(request, runbook))
+    # The page may take this revision as its own only if no one else wrote since the page's
+    # revision; otherwise its next poll brings the whole body with everyone's changes.
+    context["sync"] = request.POST.get("rev", "") == str(runbook.revision - 1)
+    return render(request, "checklist/_item_write.html", context)
 
 
 def _after_write(request, runbook):
     runbook.refresh_from_db()
     if request.htmx:
-        return render(request, "checklist/_runbook_body.html", runbook_context(request, runbook))
+        return _whole_body(request, runbook_context(request, runbook))
     return redirect("runbook", runbook.pk)
+
+
+def _whole_body(request, context, status=200, message=None):
+    response = render(request, "checklist/_runbook_body.html", context, status=status)
+    # Item buttons aim at their own row; this answer replaces the whole body instead.
+    response["HX-Retarget"] = "#runbook-body"
+    response["HX-Reswap"] = "outerHTML"
+    if message:
+        response[MESSAGE_HEADER] = message
+    return response
 
 
 @require_POST
@@ -227,7 +391,8 @@ def item_tick(request, runbook_id, state_id):
 @reader_required
 def item_untick(request, runbook_id, state_id):
     return _item_action(request, runbook_id, state_id, lambda st: actions.untick(
-        request.user, st, request.POST.get("note", ""), request.POST.get("version") or None))
+        request.user, st, request.POST.get("note", ""), request.POST.get("version") or None),
+        may_withdraw=True)
 
 
 @require_POST
@@ -248,7 +413,7 @@ def item_not_applicable(request, runbook_id, state_id):
 @reader_required
 def item_applicable(request, runbook_id, state_id):
     return _item_action(request, runbook_id, state_id, lambda st: actions.clear_not_applicable(
-        request.user, st, request.POST.get("note", "")))
+        request.user, st, request.POST.get("note", "")), may_withdraw=True)
 
 
 @require_POST

@@ -44,6 +44,10 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
     page.get_by_role("button", name=f"Tick: {second.item.text}").press("Enter")  # keyboard works
     expect(item(page, second)).to_contain_text("Done")
     assert ItemState.objects.get(pk=second.pk).checked
+    # The write answered with the row; the headings and the status block came out of band.
+    expect(page.locator("#status-block")).to_contain_text("2 / 136")
+    expect(page.locator(f"#phase-head-{first.item.group.phase_id} .count")).to_have_text(
+        f"2 / {len(states_of(runbook, gated(runbook)[0]))}")
 
     # Locked phases show why, and offer no buttons.
     migration = gated(runbook)[1]

@@ -1,0 +1,150 @@
+"""Item writes over htmx answer with the item row plus out-of-band swaps of what the write changed
+(group and phase headings, status block, the page's revision), or with the whole body when
+sign-offs were withdrawn."""
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from checklist import actions, jobs
+from checklist.models import ItemState, Runbook
+
+from .factories import complete_phase, gated, sign_off_through, states_of
+
+pytestmark = pytest.mark.django_db
+
+SMALL = Path(__file__).with_name("small_checklist.md")
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def login(client, user):
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    return client
+
+
+def rev(runbook):
+    return Runbook.objects.get(pk=runbook.pk).revision
+
+
+def test_tick_answers_with_the_row_and_out_of_band_swaps(client, users, runbook):
+    st = states_of(runbook, gated(runbook)[0])[0]
+    response = login(client, users["member"]).post(
+        reverse("item-tick", args=[runbook.pk, st.pk]), {"rev": rev(runbook)}, **HX)
+    assert response.status_code == 200
+    assert "HX-Retarget" not in response
+    body = response.content.decode()
+    assert body.lstrip().startswith(f'<li class="item checked" id="item-{st.pk}">')
+    assert body.count('id="item-') == 1  # no other row is re-rendered
+    assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in body
+    assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in body
+    assert 'id="status-block" aria-labelledby="status-h" hx-swap-oob="true"' in body
+    assert "Overall: <strong>1 / 136</strong>" in body
+    assert len(body) < 10_000, len(body)
+
+
+def test_the_page_takes_the_new_revision_only_when_no_one_else_wrote(client, users, runbook):
+    first, second, third = states_of(runbook, gated(runbook)[0])[:3]
+    login(client, users["member"])
+    shown = rev(runbook)
+    body = client.post(reverse("item-tick", args=[runbook.pk, first.pk]), {"rev": shown},
+                       **HX).content.decode()
+    assert f'id="runbook-rev" name="rev" value="{shown + 1}"' in body
+    # Someone else writes; the page still shows shown + 1, so after its own next write it must
+    # not take the new revision as its own: its next poll brings the other person's change.
+    actions.tick(users["lead"], second)
+    body = client.post(reverse("item-tick", args=[runbook.pk, third.pk]), {"rev": shown + 1},
+                       **HX).content.decode()
+    assert 'id="runbook-sync"' not in body
+    poll = client.get(reverse("runbook-poll", args=[runbook.pk]) + f"?rev={shown + 1}", **HX)
+    assert poll.status_code == 200
+    assert f'id="item-{second.pk}"' in poll.content.decode()
+
+
+def test_last_tick_of_a_phase_offers_the_lead_its_sign_off(client, users, runbook):
+    pre = gated(runbook)[0]
+    states = states_of(runbook, pre)
+    for st in states[:-1]:
+        actions.tick(users["member"], st)
+    body = login(client, users["lead"]).post(
+        reverse("item-tick", args=[runbook.pk, states[-1].pk]), **HX).content.decode()
+    assert f"Sign off {pre.title}" in body
+    assert '<span class="badge state-complete">Complete</span>' in body
+
+
+def test_untick_that_withdraws_a_sign_off_answers_with_the_whole_body(client, users, runbook):
+    sign_off_through(runbook, 1, users["member"], users["lead"])
+    st = ItemState.objects.get(pk=states_of(runbook, gated(runbook)[0])[0].pk)
+    response = login(client, users["member"]).post(
+        reverse("item-untick", args=[runbook.pk, st.pk]), {"rev": rev(runbook)}, **HX)
+    assert response.status_code == 200
+    assert response["HX-Retarget"] == "#runbook-body"
+    assert response["HX-Reswap"] == "outerHTML"
+    body = response.content.decode()
+    assert body.count('id="item-') == 136
+    assert "Migration opens when Pre-Deployment is complete and signed off." in body
+
+
+def test_untick_without_a_sign_off_answers_with_the_row(client, users, runbook):
+    st = states_of(runbook, gated(runbook)[0])[0]
+    actions.tick(users["member"], st)
+    response = login(client, users["member"]).post(
+        reverse("item-untick", args=[runbook.pk, st.pk]), **HX)
+    assert "HX-Retarget" not in response
+    assert response.content.decode().count('id="item-') == 1
+
+
+def test_item_write_query_count_does_not_grow_with_items(client, users, runbook):
+    small_tpl, _ = actions.import_template(SMALL.read_bytes(), name="small")
+    small = actions.start_runbook(users["lead"], small_tpl, "small")
+    login(client, users["member"])
+    counts = {}
+    for rb in (runbook, small):
+        # Items without jobs on both (a job adds one query for its runs, however many items).
+        bound = jobs.bindings_for(rb.template)
+        first, second = [s for s in states_of(rb, gated(rb)[0]) if s.item_id not in bound][:2]
+        actions.add_note(users["member"], second, "a note")
+        client.post(reverse("item-tick", args=[rb.pk, first.pk]), **HX)  # warm caches alike
+        for verb in ("tick", "note", "untick"):
+            with CaptureQueriesContext(connection) as ctx:
+                response = client.post(reverse(f"item-{verb}", args=[rb.pk, second.pk]),
+                                       {"note": "checked"}, **HX)
+            assert response.status_code == 200 and "HX-Retarget" not in response
+            counts[(rb.name, verb)] = len(ctx)
+    for verb in ("tick", "note", "untick"):
+        assert counts[("MINGUS production", verb)] == counts[("small", verb)], counts
+    assert max(counts.values()) <= 32, counts
+
+
+def test_not_applicable_and_back_answer_with_the_row(client, users, runbook):
+    st = next(s for s in states_of(runbook, gated(runbook)[0]) if s.item.if_applicable)
+    login(client, users["member"])
+    body = client.post(reverse("item-not-applicable", args=[runbook.pk, st.pk]),
+                       {"reason": "no cron here"}, **HX).content.decode()
+    assert "Not applicable: no cron here" in body and body.count('id="item-') == 1
+    body = client.post(reverse("item-applicable", args=[runbook.pk, st.pk]), **HX).content.decode()
+    assert "Tick: " in body and body.count('id="item-') == 1
+
+
+def test_page_shows_the_newest_note_and_how_many(client, users, runbook):
+    st = states_of(runbook, gated(runbook)[0])[0]
+    for text in ("first note", "second note", "third note"):
+        actions.add_note(users["member"], st, text)
+    body = login(client, users["member"]).get(reverse("runbook", args=[runbook.pk])).content.decode()
+    assert "third note" in body
+    assert "first note" not in body
+    assert f'<a href="{reverse("item-detail", args=[runbook.pk, st.pk])}">3 notes</a>' in body
+
+
+def test_cached_rows_follow_role_and_state(client, users, runbook):
+    """Rows are cached between page loads; a row never shows another role's buttons or an old
+    state."""
+    st = states_of(runbook, gated(runbook)[0])[0]
+    url = reverse("runbook", args=[runbook.pk])
+    assert "Tick: " in login(client, users["member"]).get(url).content.decode()
+    assert "hx-post" not in login(client, users["auditor"]).get(url).content.decode()
+    actions.tick(users["member"], st, note="done by hand")
+    body = login(client, users["member"]).get(url).content.decode()
+    row = body.split(f'id="item-{st.pk}"', 1)[1].split("</li>", 1)[0]
+    assert "Done" in row and "by member" in row and "done by hand" in row

@@ -38,3 +38,45 @@ class HistoryFilterForm(forms.Form):
         if data.get("date_to"):
             events = events.filter(created_at__date__lte=data["date_to"])
         return events
+
+
+class RunbookSettingsForm(forms.Form):
+    """A lead's configuration of a runbook: its SQLite sources and its target URL.
+
+    The target URL field is never filled in from what is stored (only the redacted form is ever
+    shown); left empty, it keeps the stored URL."""
+
+    sources = forms.CharField(
+        required=False, label="SQLite sources",
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 60, "spellcheck": "false"}),
+        help_text="One source a line: its name, a space (or '='), then the file's path on the "
+                  "worker, e.g. main /srv/mingus/main.db",
+    )
+    target_url = forms.CharField(
+        required=False, label="Target PostgreSQL URL", max_length=2000, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="postgresql://user:password@host:5432/db?sslmode=verify-full. Leave empty to "
+                  "keep the stored URL.",
+    )
+
+    def clean_sources(self):
+        sources = {}
+        for number, line in enumerate(self.cleaned_data["sources"].splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" in line:
+                name, _, path = line.partition("=")
+            else:
+                name, _, path = line.partition(" ")
+            name, path = name.strip(), path.strip()
+            if not name or not path:
+                raise forms.ValidationError(f"Line {number}: write a name, then the path.")
+            if name in sources:
+                raise forms.ValidationError(f"Line {number}: the name '{name}' is used twice.")
+            sources[name] = path
+        return sources
+
+    @staticmethod
+    def as_text(sources):
+        return "\n".join(f"{s.name} {s.path}" for s in sources)

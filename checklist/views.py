@@ -11,7 +11,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.cache import caches
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
-from django.http import HttpResponse
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -20,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import actions, jobs, rules
+from .forms import RunbookSettingsForm
 from .models import (
     AuditEvent,
     ChecklistTemplate,
@@ -28,6 +30,7 @@ from .models import (
     ItemState,
     Phase,
     Runbook,
+    RunbookTarget,
     TaskRun,
 )
 
@@ -485,6 +488,55 @@ def runbook_poll(request, runbook_id):
     if str(runbook.revision) == request.GET.get("rev"):
         return HttpResponse(status=204)
     return render(request, "checklist/_runbook_body.html", runbook_context(request, runbook))
+
+
+# --- Configuration -------------------------------------------------------------------------------
+
+
+@reader_required
+def runbook_settings(request, runbook_id):
+    """Sources and target URL: leads change them, everyone who reads the runbook sees them (the
+    target only in its redacted form)."""
+    runbook = _runbook(runbook_id)
+    decision = rules.can_configure(request.user)
+    sources = list(runbook.sources.all())
+    target = RunbookTarget.objects.filter(runbook=runbook).first()
+    status = 200
+    if request.method == "POST":
+        if not decision:
+            try:
+                actions.deny(request.user, "configure", decision, obj=runbook, runbook=runbook)
+            except actions.Refused as refused:
+                return _refused(request, refused)
+        form = RunbookSettingsForm(request.POST)
+        if form.is_valid():
+            try:
+                # The target first: a refused URL leaves everything as it was.
+                if form.cleaned_data["target_url"]:
+                    actions.set_target(request.user, runbook, form.cleaned_data["target_url"])
+                if form.cleaned_data["sources"] != {s.name: s.path for s in sources}:
+                    actions.set_sources(request.user, runbook, form.cleaned_data["sources"])
+            except actions.Refused as refused:
+                if refused.status != 400:
+                    return _refused(request, refused)
+                form.add_error(None, str(refused))
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("runbook-settings", runbook.pk)
+        status = 400
+        sources = list(runbook.sources.all())
+        target = RunbookTarget.objects.filter(runbook=runbook).first()
+    elif request.method == "GET":
+        form = RunbookSettingsForm(initial={"sources": RunbookSettingsForm.as_text(sources)})
+    else:
+        return HttpResponseNotAllowed(["GET", "POST"])
+    return render(request, "checklist/settings.html", {
+        "runbook": runbook,
+        "form": form,
+        "sources": sources,
+        "target": target,
+        "may_configure": bool(decision),
+    }, status=status)
 
 
 # --- Jobs ---------------------------------------------------------------------------------------

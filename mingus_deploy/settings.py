@@ -7,6 +7,7 @@ The README's configuration table lists the same variables.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -204,4 +205,16 @@ CELERY_BEAT_SCHEDULE = {
     # Runs whose worker died become `lost` even when nobody is looking at the runbook.
     "mark-lost-runs": {"task": "checklist.mark_lost_runs", "schedule": 30.0},
     "worker-heartbeat": {"task": "deploychecks.worker_heartbeat", "schedule": 30.0},
+    # Samples the runbooks whose monitoring is due (each has its own interval), then evaluates
+    # their rollback triggers.
+    "deploychecks-monitor": {"task": "deploychecks.monitor_due", "schedule": 15.0},
+    "deploychecks-digest": {"task": "deploychecks.digest", "schedule": crontab(hour=7, minute=0)},
 }
+
+# --- Notifications ------------------------------------------------------------------------------
+# EMAIL_URL like smtp://user:password@smtp.example.com:587/?tls=True; the console by default.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mingus-deploy@localhost")
+DEPLOYCHECKS_NOTIFY_ATTEMPTS = env.int("DEPLOYCHECKS_NOTIFY_ATTEMPTS", default=4)
+DEPLOYCHECKS_NOTIFY_BACKOFF_SECONDS = env.float("DEPLOYCHECKS_NOTIFY_BACKOFF_SECONDS", default=0.5)
+DEPLOYCHECKS_WEBHOOK_TIMEOUT = env.float("DEPLOYCHECKS_WEBHOOK_TIMEOUT", default=5)

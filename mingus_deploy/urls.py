@@ -12,5 +12,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/runbooks/<int:runbook_id>/", api.runbook_detail, name="api-runbook"),
     path("api/runbooks/<int:runbook_id>/jobs/", api.runbook_jobs, name="api-runbook-jobs"),
+    path("deploychecks/", include("deploychecks.urls")),
     path("", include("checklist.urls")),
 ]

@@ -112,14 +112,17 @@ def bind_known_template(template):
 
 
 def bind_template(template, data):
-    """Bind job kinds to a template's items from bindings data ({"bindings": {kind: [text]}})."""
-    items = {i.text: i for i in Item.objects.filter(group__phase__template=template)}
+    """Bind job kinds to a template's items from bindings data: {"bindings": {kind: [entry]}},
+    an entry being the item's exact text, or {"group": ..., "text": ...} where the same text
+    stands in several groups."""
+    items = list(Item.objects.filter(group__phase__template=template).select_related("group"))
     made = []
-    for kind, texts in data["bindings"].items():
-        for text in texts:
-            item = items.get(text)
-            if item is not None:
-                made.append(JobBinding(item=item, kind=kind))
+    for kind, entries in data["bindings"].items():
+        for entry in entries:
+            if isinstance(entry, str):
+                entry = {"text": entry}
+            made += [JobBinding(item=i, kind=kind) for i in items
+                     if i.text == entry["text"] and entry.get("group", i.group.title) == i.group.title]
     JobBinding.objects.bulk_create(made, ignore_conflicts=True)
     return len(made)
 

@@ -180,3 +180,14 @@ def test_evidence_cannot_be_changed():
     ev._state.adding = False
     with pytest.raises(ValueError):
         ev.save()
+
+
+def test_bindings_are_data_and_a_repeated_text_binds_only_its_group(template):
+    from checklist.models import JobBinding
+
+    bound = JobBinding.objects.filter(kind="check-connectivity",
+                                      item__text="Authentication working correctly")
+    assert [b.item.group.title for b in bound] == ["Database Connectivity"]
+    backup = JobBinding.objects.filter(kind="backup", item__group__phase__template=template)
+    assert backup.count() == 4
+    assert {b.item.group.title for b in backup} == {"Backup Verification"}

@@ -18,6 +18,8 @@ urlpatterns = [
     path("runbooks/<int:runbook_id>/phases/<int:phase_id>/sign-off/", views.phase_sign_off,
          name="phase-sign-off"),
     path("runbooks/<int:runbook_id>/settings/", views.runbook_settings, name="runbook-settings"),
+    path("runbooks/<int:runbook_id>/schema/<int:evidence_id>/approve/", views.schema_approve,
+         name="schema-approve"),
     path("runbooks/<int:runbook_id>/go-live/", views.go_live_page, name="go-live"),
     path("runbooks/<int:runbook_id>/go-live/request/", views.go_live_request,
          name="go-live-request"),

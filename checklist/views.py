@@ -26,11 +26,13 @@ from .models import (
     AuditEvent,
     ChecklistTemplate,
     ContactField,
+    Evidence,
     ItemNote,
     ItemState,
     Phase,
     Runbook,
     RunbookTarget,
+    SchemaApproval,
     TaskRun,
 )
 
@@ -153,6 +155,10 @@ class _Page:
             kinds = self.bindings.get(only.item_id, ())
             self.runs = _latest_runs_of(runbook, kinds) if kinds else {}
         self.urls = _item_urls(runbook)
+        self.runbook, self.user = runbook, user
+        # Asked once per page whether or not the template has the item, so every runbook page
+        # costs the same number of queries.
+        self._schema = None if only is not None else schema_facts(runbook)
 
     def decorate(self, st, status):
         st.last_note = self.notes.get(st.pk)
@@ -161,7 +167,33 @@ class _Page:
         st.may_mark_na = st.may_change and (st.item.if_applicable or self.may_lead)
         st.jobs = _job_panels(self.bindings.get(st.item_id, ()), self.runs, st.may_change)
         st.urls = self.urls(st.pk)
+        st.schema = None
+        if SCHEMA_ITEM in st.item.text.lower():
+            if self._schema is None:
+                self._schema = schema_facts(self.runbook)
+            st.schema = {**self._schema, "may_approve": self._schema["approval"] is None
+                         and self._schema["evidence"] is not None and st.may_change
+                         and bool(rules.can_approve_schema(self.user))}
         return st
+
+
+# The item that a lead's approval of unified_schema.sql ticks (actions.approve_schema finds it
+# by the same words).
+SCHEMA_ITEM = "`unified_schema.sql` reviewed"
+
+
+def schema_facts(runbook):
+    """The newest unified_schema.sql, the approval that stands for it, and the newest approval a
+    newer file voided, as the rules see them (one query without a file, four with one)."""
+    evidence = rules.latest_schema_evidence(runbook)
+    if evidence is None:
+        return {"evidence": None, "approval": None, "voided": None}
+    approval = rules.schema_approval(runbook)
+    voided = None
+    if approval is None:
+        voided = (SchemaApproval.objects.filter(runbook=runbook).exclude(sha256=evidence.sha256)
+                  .select_related("lead").order_by("-created_at", "-pk").first())
+    return {"evidence": evidence, "approval": approval, "voided": voided}
 
 
 def _latest_runs_of(runbook, kinds):
@@ -184,9 +216,18 @@ def _row_key(st):
          note.author.get_username() if note.author else "") if note else None,
         [(job["name"], job["kind"].title, job["kind"].params, job["may_run"], _run_shown(job["run"]))
          for job in st.jobs],
+        _schema_shown(st.schema),
         timezone.get_current_timezone_name(),
     )
     return "item-row:" + hashlib.sha256(repr(shown).encode()).hexdigest()
+
+
+def _schema_shown(panel):
+    if panel is None:
+        return None
+    ev, approval, voided = panel["evidence"], panel["approval"], panel["voided"]
+    return (ev and (ev.pk, ev.sha256, ev.path), approval and approval.pk, voided and voided.pk,
+            panel["may_approve"])
 
 
 def _run_shown(run):
@@ -490,6 +531,20 @@ def runbook_poll(request, runbook_id):
     return render(request, "checklist/_runbook_body.html", runbook_context(request, runbook))
 
 
+@require_POST
+@reader_required
+def schema_approve(request, runbook_id, evidence_id):
+    """A lead approves this unified_schema.sql (its sha256), which ticks the approval item."""
+    runbook = _runbook(runbook_id)
+    evidence = get_object_or_404(Evidence, pk=evidence_id, run__runbook_id=runbook.pk)
+    try:
+        actions.approve_schema(request.user, runbook, evidence,
+                               request.POST.get("comment", "").strip())
+    except actions.Refused as refused:
+        return _refused(request, refused)
+    return _after_write(request, runbook)
+
+
 # --- Configuration -------------------------------------------------------------------------------
 
 
@@ -652,8 +707,6 @@ def file_sha256(path):
 def evidence_download(request, runbook_id, evidence_id):
     """Serve an evidence file only while it still matches the sha256 recorded when it was made."""
     from django.http import FileResponse
-
-    from .models import Evidence
 
     evidence = get_object_or_404(Evidence.objects.select_related("run__runbook"),
                                  pk=evidence_id, run__runbook_id=runbook_id)

@@ -128,12 +128,17 @@ def test_every_bound_item_exists_in_the_seed_and_is_bound(template):
     data = json.loads((jobs.BINDINGS_DIR / "mingus-checks.json").read_text())
     for kind, texts in data["bindings"].items():
         assert kind in jobs.REGISTRY, kind
-        for text in texts:
-            assert JobBinding.objects.filter(item__group__phase__template=template, kind=kind,
-                                             item__text=text).count() == 1, (kind, text)
-    # Text used twice in the seed would bind the wrong one: it must not be bound.
-    assert not JobBinding.objects.filter(item__text="Authentication working correctly",
-                                         kind__startswith="check-").exists()
+        for entry in texts:
+            entry = {"text": entry} if isinstance(entry, str) else entry
+            bound = JobBinding.objects.filter(item__group__phase__template=template, kind=kind,
+                                              item__text=entry["text"])
+            if "group" in entry:
+                bound = bound.filter(item__group__title=entry["group"])
+            assert bound.count() == 1, (kind, entry)
+    # Text used twice in the seed binds only in the group the entry names.
+    assert [b.item.group.title for b in JobBinding.objects.filter(
+        item__text="Authentication working correctly", kind__startswith="check-")] == [
+        "Database Connectivity"]
 
 
 # --- through a real worker ----------------------------------------------------------------------

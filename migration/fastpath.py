@@ -1,0 +1,306 @@
+"""SQL that makes SQLite do the per-value work: COPY text for loading, canonical text for
+validating, and the matching canonical expressions on the PostgreSQL side.
+
+Formatting rows in Python costs more than PostgreSQL needs to ingest them, so the loader asks
+SQLite to print whole COPY lines (`printf`, `replace`, `hex`) and only checks that each value
+is one the SQL formatting is exact for (the *guard*). Rows that fail a guard, and chunks that
+PostgreSQL refuses, go through `convert` instead. Floats are the one thing SQLite cannot print
+exactly, so they go through small Python functions registered on the connection
+(`register_functions`): `float.hex()` for loading, the IEEE bits for comparing.
+
+The canonical text of a value is defined by `convert.canonical_field`; the SQL here is a
+faster way to the same text for common values, and falls back to that very function (as
+``pgm_canon``) for everything else.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Optional
+
+from . import convert
+from .catalog import qi
+from .ddl_names import quote_ident
+
+D = "[0-9]"
+TS19 = f"{D}{D}{D}{D}-{D}{D}-{D}{D}[ T]{D}{D}:{D}{D}:{D}{D}"
+DATE10 = f"{D}{D}{D}{D}-{D}{D}-{D}{D}"
+REJECT_MARK = "\x01reject:"
+PRINTF_ARGS = 100  # SQLite allows 127 function arguments by default; stay below
+
+
+@dataclass
+class ColumnSpec:
+    """One loaded column: where it comes from, where it goes, how values convert."""
+
+    source: str
+    target: str
+    kind: str
+    params: dict = field(default_factory=dict)
+    notnull: bool = False
+    always_int: bool = False  # rowid alias or INTEGER column of a STRICT table
+    # Proven by the schema step's census of this very file version (see schema.census):
+    proven: bool = False  # every value passes copy_guard
+    plain: bool = False  # no text value needs COPY escaping
+    float17: bool = False  # SQLite's 17-digit printf is exact for every value
+
+    @property
+    def params_json(self) -> str:
+        return json.dumps(self.params, sort_keys=True)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ---- SQLite: loading ---------------------------------------------------------------------
+
+def copy_guard(col: ColumnSpec, census: bool = False) -> Optional[str]:
+    """SQL true when SQLite's own formatting of the value is exact; None when always true.
+
+    With ``census`` the guard is returned even when a census already proved it.
+    """
+    if col.proven and not census:
+        return None
+    c = qi(col.source)
+    t = f"typeof({c})"
+    null_ok = f"{c} IS NOT NULL AND " if col.notnull else f"{c} IS NULL OR "
+    k = col.kind
+    if k == "int":
+        if col.always_int and "min" not in col.params:
+            return None
+        cond = f"{t}='integer'"
+        if "min" in col.params:
+            cond += f" AND {c} BETWEEN {col.params['min']} AND {col.params['max']}"
+    elif k in ("float", "numeric"):
+        cond = f"{t} IN ('real','integer')"
+    elif k in ("text", "json", "jsonb"):
+        cond = f"{t}!='blob' AND NOT instr({c}, char(0))"
+        if "length" in col.params:
+            cond += f" AND length({c}) <= {col.params['length']}"
+    elif k == "bool":
+        cond = f"{c} IN (0, 1)"
+    elif k == "timestamp":
+        cond = (f"{t}='text' AND ((length({c})=19 AND {c} GLOB '{TS19}') OR (length({c})=10 AND {c} GLOB '{DATE10}')"
+                f" OR (length({c}) BETWEEN 21 AND 26 AND {c} GLOB '{TS19}.{D}*' AND NOT substr({c}, 21) GLOB '*[^0-9]*'))")
+    elif k == "timestamptz":
+        cond = f"{t}='text' AND {c} GLOB '{DATE10}[ T]{D}{D}:{D}{D}*' AND NOT {c} GLOB '*[^0-9:. TZz+-]*'"
+    elif k == "date":
+        cond = f"{t}='text' AND length({c})=10 AND {c} GLOB '{DATE10}'"
+    elif k == "time":
+        cond = f"{t}='text' AND {c} GLOB '{D}{D}:{D}{D}:{D}{D}*' AND NOT {c} GLOB '*[^0-9:.]*'"
+    elif k == "uuid":
+        cond = f"{t}='text' AND NOT instr({c}, '\\')"
+    elif k == "bytea":
+        return f"({c} IS NOT NULL)" if col.notnull else None
+    else:
+        cond = "0"
+    return f"({null_ok}({cond}))"
+
+
+def needs_escape(c: str) -> str:
+    """SQL true when a text value holds a character COPY's text format escapes."""
+    return f"(instr({c}, '\\') OR instr({c}, '\t') OR instr({c}, '\n') OR instr({c}, '\r'))"
+
+
+def float17_exact(c: str) -> str:
+    """SQL true when SQLite's 17-digit printf of the value reads back as the same double.
+
+    Within 1e-10..1e17 SQLite parses a 17-digit decimal exactly (the powers of ten involved
+    are exact in its long double), so this check is itself exact; outside it, floats go
+    through float.hex().
+    """
+    return (f"(typeof({c}) != 'real' OR {c} = 0 OR (abs({c}) BETWEEN 1e-10 AND 1e17 "
+            f"AND CAST(printf('%!.17g', {c}) AS REAL) = {c}))")
+
+
+def _escaped(c: str) -> str:
+    return (f"CASE WHEN instr({c}, '\\') OR instr({c}, char(9)) OR instr({c}, char(10)) OR instr({c}, char(13)) "
+            f"THEN replace(replace(replace(replace({c}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), "
+            f"char(13), '\\r') ELSE {c} END")
+
+
+def copy_piece(col: ColumnSpec) -> str:
+    """SQL giving the COPY text of a value that passed `copy_guard` (\\N for NULL)."""
+    c = qi(col.source)
+    k = col.kind
+    if k == "int":
+        return c if col.notnull else f"ifnull({c}, '\\N')"
+    if k == "float" and col.float17:
+        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE printf('%!.17g', {c}) END"
+    if k == "float":
+        return f"CASE typeof({c}) WHEN 'real' THEN pgm_hexfloat({c}) WHEN 'integer' THEN {c} ELSE '\\N' END"
+    if k == "numeric":
+        return f"CASE typeof({c}) WHEN 'integer' THEN {c} WHEN 'real' THEN pgm_repr({c}) ELSE '\\N' END"
+    if k in ("text", "json", "jsonb"):
+        if col.plain:
+            return c if col.notnull else f"ifnull({c}, '\\N')"
+        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {_escaped(c)} END"
+    if k == "bool":
+        return f"CASE {c} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
+    if k == "bytea":
+        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE '\\\\x' || hex({c}) END"
+    return f"ifnull({c}, '\\N')"
+
+
+def strict_select(col: ColumnSpec) -> tuple[str, str]:
+    """(storage class, value) expressions for reading a value for `convert`."""
+    c = qi(col.source)
+    if col.kind in ("text", "json", "jsonb"):
+        value = f"CASE WHEN typeof({c})='real' THEN CAST({c} AS TEXT) ELSE {c} END"
+    elif col.kind == "bytea":
+        value = f"CAST({c} AS BLOB)"
+    else:
+        value = c
+    return f"typeof({c})", value
+
+
+def printf_line(pieces: list[str]) -> str:
+    """One SQL expression joining pieces with tabs (split to respect SQLite's argument limit)."""
+    groups = []
+    for k in range(0, len(pieces), PRINTF_ARGS):
+        part = pieces[k:k + PRINTF_ARGS]
+        groups.append(f"printf({_lit(chr(9).join(['%s'] * len(part)))}, {', '.join(part)})")
+    return " || char(9) || ".join(groups) if len(groups) > 1 else groups[0]
+
+
+def copy_line(cols: list[ColumnSpec]) -> tuple[str, Optional[str]]:
+    """(line expression, guard expression or None) for a whole row."""
+    guards = [g for g in (copy_guard(c) for c in cols) if g]
+    return printf_line([copy_piece(c) for c in cols]), (" AND ".join(guards) if guards else None)
+
+
+# ---- SQLite: validating ------------------------------------------------------------------
+
+def _udf(col: ColumnSpec, c: str) -> str:
+    return f"pgm_canon({_lit(col.kind)}, {_lit(col.params_json)}, typeof({c}), {strict_select(col)[1]})"
+
+
+def sqlite_canonical(col: ColumnSpec) -> str:
+    """SQL giving `convert.canonical_field` of a source value."""
+    c = qi(col.source)
+    t = f"typeof({c})"
+    k = col.kind
+    fallback = _udf(col, c)
+    if k == "int":
+        if (col.always_int and "min" not in col.params) or col.proven:
+            return c if col.notnull else f"ifnull({c}, '\\N')"
+        return f"CASE {t} WHEN 'integer' THEN {c} WHEN 'null' THEN '\\N' ELSE {fallback} END"
+    if k == "float":
+        fn = "pgm_fbits4" if col.params.get("float4") else "pgm_fbits"
+        return f"CASE {t} WHEN 'real' THEN {fn}({c}) WHEN 'integer' THEN {fn}({c}) WHEN 'null' THEN '\\N' ELSE {fallback} END"
+    if k == "numeric":
+        scale = col.params.get("scale", 0)
+        suffix = f" || '.{'0' * scale}'" if scale else ""
+        return f"CASE {t} WHEN 'integer' THEN {c}{suffix} WHEN 'null' THEN '\\N' ELSE {fallback} END"
+    if k in ("text", "json"):
+        return (f"CASE {t} WHEN 'text' THEN length({c}) || ':' || {c} WHEN 'null' THEN '\\N' "
+                f"WHEN 'integer' THEN length({c}) || ':' || {c} "
+                f"WHEN 'real' THEN length(CAST({c} AS TEXT)) || ':' || CAST({c} AS TEXT) ELSE {fallback} END")
+    if k == "bool":
+        return f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {c} = 1 THEN 'true' WHEN {c} = 0 THEN 'false' ELSE {fallback} END"
+    if k == "timestamp" and col.proven:
+        return (f"CASE WHEN {c} IS NULL THEN '\\N' WHEN length({c})=19 THEN replace({c}, 'T', ' ') "
+                f"WHEN length({c})=10 THEN {c} || ' 00:00:00' "
+                f"ELSE rtrim(rtrim(replace({c}, 'T', ' '), '0'), '.') END")
+    if k == "timestamp":
+        return (f"CASE WHEN {c} IS NULL THEN '\\N' "
+                f"WHEN {t}='text' AND length({c})=19 AND {c} GLOB '{TS19}' THEN replace({c}, 'T', ' ') "
+                f"WHEN {t}='text' AND length({c})=10 AND {c} GLOB '{DATE10}' THEN {c} || ' 00:00:00' "
+                f"WHEN {t}='text' AND length({c}) BETWEEN 21 AND 26 AND {c} GLOB '{TS19}.{D}*' "
+                f"AND NOT substr({c}, 21) GLOB '*[^0-9]*' THEN rtrim(rtrim(replace({c}, 'T', ' '), '0'), '.') "
+                f"ELSE {fallback} END")
+    if k == "date":
+        return (f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {t}='text' AND length({c})=10 AND {c} GLOB '{DATE10}' "
+                f"THEN {c} ELSE {fallback} END")
+    if k == "uuid":
+        return (f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {t}='text' AND length({c})=36 AND substr({c}, 9, 1)='-' "
+                f"AND substr({c}, 14, 1)='-' AND substr({c}, 19, 1)='-' AND substr({c}, 24, 1)='-' THEN lower({c}) "
+                f"WHEN {t}='text' AND length({c})=32 THEN lower(substr({c}, 1, 8) || '-' || substr({c}, 9, 4) || '-' || "
+                f"substr({c}, 13, 4) || '-' || substr({c}, 17, 4) || '-' || substr({c}, 21)) ELSE {fallback} END")
+    if k == "bytea":
+        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE lower(hex({c})) END"
+    return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {fallback} END"
+
+
+def sqlite_canonical_line(cols: list[ColumnSpec]) -> str:
+    return printf_line([sqlite_canonical(c) for c in cols])
+
+
+# ---- PostgreSQL: validating --------------------------------------------------------------
+
+def pg_canonical(col: ColumnSpec) -> str:
+    """PostgreSQL SQL giving the canonical text of a target value ('\\N' for NULL)."""
+    c = quote_ident(col.target)
+    k = col.kind
+    if k == "float":
+        expr = f"encode({'float4send' if col.params.get('float4') else 'float8send'}({c}), 'hex')"
+    elif k in ("text", "json"):
+        expr = f"length({c})::text || ':' || {c}"
+    elif k == "bytea":
+        expr = f"encode({c}, 'hex')"
+    else:
+        expr = f"{c}::text"
+    return f"coalesce({expr}, '\\N')"
+
+
+def pg_canonical_line(cols: list[ColumnSpec]) -> str:
+    return " || E'\\t' || ".join(pg_canonical(c) for c in cols) if cols else "''"
+
+
+# ---- Python functions SQLite calls -------------------------------------------------------
+
+def _hexfloat(x):
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "Infinity" if x > 0 else "-Infinity"
+        return x.hex()
+    return x
+
+
+def _repr(x):
+    return convert.float_text(x) if isinstance(x, float) else x
+
+
+def _fbits(x):
+    try:
+        return convert.float_bits(float(x))
+    except (TypeError, ValueError):
+        return REJECT_MARK + "not a number"
+
+
+def _fbits4(x):
+    try:
+        return convert.float_bits(convert.to_float("real", float(x), {"float4": True}), True)
+    except (TypeError, ValueError, convert.Reject):
+        return REJECT_MARK + "not a float4"
+
+
+@lru_cache(maxsize=256)
+def _params(params_json: str) -> dict:
+    return json.loads(params_json)
+
+
+def _canon(kind, params_json, typ, value):
+    try:
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogatepass")
+        return convert.canonical_field(kind, _params(params_json), typ, value)
+    except convert.Reject as exc:
+        return REJECT_MARK + str(exc)
+    except Exception as exc:  # an exception inside SQLite would abort the whole query
+        return REJECT_MARK + f"{type(exc).__name__}: {exc}"
+
+
+def register_functions(con: sqlite3.Connection) -> None:
+    """Make the pgm_* functions available to SQL on this connection."""
+    con.create_function("pgm_hexfloat", 1, _hexfloat, deterministic=True)
+    con.create_function("pgm_repr", 1, _repr, deterministic=True)
+    con.create_function("pgm_fbits", 1, _fbits, deterministic=True)
+    con.create_function("pgm_fbits4", 1, _fbits4, deterministic=True)
+    con.create_function("pgm_canon", 4, _canon, deterministic=True)

@@ -1,0 +1,218 @@
+"""What the data in each column actually looks like, from one scan per table.
+
+SQLite stores any value in any column, so the declared type is a hint. The profile counts,
+for every column, the storage classes present and the shapes that matter to PostgreSQL
+(ISO timestamps, UUID spellings, JSON documents, boolean spellings, longest text, NUL
+characters). Type choices (`typemap`) and the "values that do not fit" of the assessment
+are read from it.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from .catalog import Table, qi
+
+D = "[0-9]"
+DATE_GLOB = f"{D}{D}{D}{D}-{D}{D}-{D}{D}"
+TS_GLOB = f"{DATE_GLOB}[ T]{D}{D}:{D}{D}*"
+TIME_GLOB = f"{D}{D}:{D}{D}*"
+HEX = "[0-9a-fA-F]"
+UUID36_GLOB = f"{HEX * 8}-{HEX * 4}-{HEX * 4}-{HEX * 4}-{HEX * 12}"
+UUID32_GLOB = HEX * 32
+BOOL_WORDS = ("true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0")
+
+
+def is_datetime_type(declared: str) -> bool:
+    t = declared.upper()
+    return "DATE" in t or "TIME" in t
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    nulls: int = 0
+    ints: int = 0
+    reals: int = 0
+    texts: int = 0
+    blobs: int = 0
+    integral_reals: int = 0
+    max_len: int = 0
+    with_nul: int = 0
+    iso_dates: int = 0
+    iso_timestamps: int = 0
+    with_offset: int = 0
+    nonzero_time: int = 0
+    times: int = 0
+    uuids: int = 0
+    uuid_spellings: int = 0  # distinct spellings: hyphenated and/or plain
+    json_docs: int = 0
+    json_values: int = 0
+    boolish: int = 0
+    min_int: Optional[int] = None
+    max_int: Optional[int] = None
+
+    @property
+    def non_null(self) -> int:
+        return self.ints + self.reals + self.texts + self.blobs
+
+
+@dataclass
+class TableProfile:
+    table: str
+    rows: int = 0
+    columns: dict = field(default_factory=dict)  # name -> ColumnProfile
+
+    def to_dict(self) -> dict:
+        return {"table": self.table, "rows": self.rows,
+                "columns": {k: asdict(v) for k, v in self.columns.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TableProfile":
+        return cls(table=data["table"], rows=data["rows"],
+                   columns={k: ColumnProfile(**v) for k, v in data["columns"].items()})
+
+
+def json_available(con: sqlite3.Connection) -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38)."""
+    try:
+        con.execute("SELECT json_valid('{}')").fetchone()
+        return True
+    except sqlite3.OperationalError:
+        return False
+
+
+def _first_pass(col) -> list[tuple[str, str]]:
+    c = qi(col.name)
+    t = f"typeof({c})"
+    aggs = [("ints", f"sum({t}='integer')"), ("reals", f"sum({t}='real')"),
+            ("texts", f"sum({t}='text')"), ("blobs", f"count({c})")]  # blobs: non-null count, fixed below
+    if col.affinity in ("TEXT", "BLOB") or is_datetime_type(col.declared_type):
+        aggs += [("max_len", f"max(CASE WHEN {t}='text' THEN length({c}) END)"),
+                 ("with_nul", f"sum({t}='text' AND instr({c}, char(0)) > 0)")]
+    if col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
+        aggs += [("min_int", f"min(CASE WHEN {t}='integer' THEN {c} END)"),
+                 ("max_int", f"max(CASE WHEN {t}='integer' THEN {c} END)")]
+    return aggs
+
+
+def _second_pass(col, cp: ColumnProfile, has_json: bool) -> list[tuple[str, str]]:
+    """Shape counts, asked only of columns whose first-pass counts make them matter."""
+    c = qi(col.name)
+    t = f"typeof({c})"
+    declared = col.declared_type.upper()
+    aggs = []
+    if cp.reals and col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
+        aggs.append(("integral_reals", f"sum({t}='real' AND {c}=CAST({c} AS INTEGER))"))
+    if not cp.texts:
+        if "BOOL" in declared:
+            aggs.append(("boolish", f"sum({c} IN (0, 1))"))
+        return aggs
+    if is_datetime_type(declared):
+        aggs += [
+            ("iso_dates", f"sum({t}='text' AND length({c})=10 AND {c} GLOB '{DATE_GLOB}')"),
+            ("iso_timestamps", f"sum({t}='text' AND {c} GLOB '{TS_GLOB}')"),
+            # a Z or a sign after the seconds marks an offset (the parser decides the details)
+            ("with_offset", f"sum({t}='text' AND length({c}) > 19 AND substr({c}, 17) GLOB '*[Zz+-]*')"),
+            ("nonzero_time", f"sum({t}='text' AND length({c}) > 10 AND rtrim(substr({c}, 12), '0:. ') != '')"),
+            ("times", f"sum({t}='text' AND length({c}) <= 15 AND {c} GLOB '{TIME_GLOB}')"),
+        ]
+    if (col.affinity in ("TEXT", "BLOB") or "UUID" in declared or "GUID" in declared) and cp.max_len <= 38:
+        aggs += [
+            ("uuids", f"sum({t}='text' AND ((length({c})=36 AND {c} GLOB '{UUID36_GLOB}') OR "
+                      f"(length({c})=32 AND {c} GLOB '{UUID32_GLOB}')))"),
+            ("uuid_spellings", f"(max({t}='text' AND length({c})=36) + max({t}='text' AND length({c})=32))"),
+        ]
+    if has_json and (col.affinity in ("TEXT", "BLOB") or "JSON" in declared):
+        aggs.append(("json_docs", f"sum({t}='text' AND substr({c}, 1, 1) IN ('{{', '[') AND json_valid({c}))"))
+        if "JSON" in declared:
+            aggs.append(("json_values", f"sum({t} IN ('text','integer','real') AND json_valid({c}))"))
+    if "BOOL" in declared:
+        words = ", ".join(f"'{w}'" for w in BOOL_WORDS)
+        aggs.append(("boolish", f"sum({c} IN (0, 1) OR ({t}='text' AND lower(trim({c})) IN ({words})))"))
+    return aggs
+
+
+def _run_aggregates(con, table: Table, layout: list, exprs: list) -> list:
+    # SQLite limits the number of result columns; very wide tables are scanned in slices.
+    row = []
+    step = 1500
+    for k in range(0, len(exprs), step):
+        row.extend(con.execute(f"SELECT {', '.join(exprs[k:k + step])} FROM {qi(table.name)}").fetchone())
+    return row
+
+
+def profile_table(con: sqlite3.Connection, table: Table, has_json: Optional[bool] = None) -> TableProfile:
+    """Scan a table (twice at most) and count what its columns hold."""
+    if has_json is None:
+        has_json = json_available(con)
+    prof = TableProfile(table=table.name)
+    for col in table.columns:
+        prof.columns[col.name] = ColumnProfile(name=col.name)
+    for pass_no in (1, 2):
+        layout, exprs = [], ["count(*)"] if pass_no == 1 else []
+        for col in table.columns:
+            aggs = _first_pass(col) if pass_no == 1 else _second_pass(col, prof.columns[col.name], has_json)
+            for key, expr in aggs:
+                layout.append((col.name, key))
+                exprs.append(expr)
+        if not exprs:
+            continue
+        row = _run_aggregates(con, table, layout, exprs)
+        if pass_no == 1:
+            prof.rows = row[0] or 0
+            row = row[1:]
+        for (cname, key), value in zip(layout, row):
+            setattr(prof.columns[cname], key, value if key in ("min_int", "max_int") else int(value or 0))
+        if pass_no == 1:
+            for cp in prof.columns.values():
+                cp.blobs -= cp.ints + cp.reals + cp.texts
+                cp.nulls = prof.rows - cp.non_null
+            if prof.rows == 0:
+                break
+    return prof
+
+
+def misfits(col, cp: ColumnProfile) -> tuple[int, str]:
+    """How many values of a column do not fit its declared type, and what they are."""
+    declared = col.declared_type.upper()
+    if "BOOL" in declared:
+        bad = cp.non_null - cp.boolish
+        return bad, "values that are not booleans (0/1/true/false)"
+    if is_datetime_type(declared):
+        iso = cp.iso_timestamps + cp.iso_dates
+        if "TIME" in declared and "DATE" not in declared and "STAMP" not in declared:
+            iso = cp.times
+        bad = cp.non_null - iso
+        return bad, "values that are not ISO 8601 dates/times (numbers or other text)"
+    aff = col.affinity
+    if aff == "INTEGER":
+        return cp.texts + cp.blobs + (cp.reals - cp.integral_reals), "text, blob or fractional values in an integer column"
+    if aff in ("REAL", "NUMERIC"):
+        return cp.texts + cp.blobs, "text or blob values in a numeric column"
+    if aff == "TEXT":
+        return cp.blobs + cp.with_nul, "blobs or text with NUL characters in a text column"
+    return cp.with_nul, "text with NUL characters"
+
+
+def misfit_samples(con: sqlite3.Connection, table: Table, col, limit: int = 3) -> list:
+    """A few (rowid or key, value) examples of values that do not fit the declared type."""
+    c = qi(col.name)
+    t = f"typeof({c})"
+    declared = col.declared_type.upper()
+    if "BOOL" in declared:
+        cond = f"{c} IS NOT NULL AND NOT ({c} IN (0,1) OR ({t}='text' AND lower(trim({c})) IN ({', '.join(repr(w) for w in BOOL_WORDS)})))"
+    elif is_datetime_type(declared):
+        cond = f"{c} IS NOT NULL AND NOT ({t}='text' AND ({c} GLOB '{TS_GLOB}' OR {c} GLOB '{DATE_GLOB}' OR {c} GLOB '{TIME_GLOB}'))"
+    elif col.affinity == "INTEGER":
+        cond = f"{t} IN ('text','blob') OR ({t}='real' AND {c} != CAST({c} AS INTEGER))"
+    elif col.affinity in ("REAL", "NUMERIC"):
+        cond = f"{t} IN ('text','blob')"
+    else:
+        cond = f"{t}='blob' OR ({t}='text' AND instr({c}, char(0)) > 0)"
+    key = table.rowid_name or ", ".join(qi(k) for k in table.pk) or "NULL"
+    out = []
+    for row in con.execute(f"SELECT {key}, {t}, CAST(substr({c}, 1, 60) AS TEXT) FROM {qi(table.name)} WHERE {cond} LIMIT {limit}"):
+        out.append({"key": row[0] if len(row) == 3 else list(row[:-2]), "type": row[-2], "value": row[-1]})
+    return out

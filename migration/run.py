@@ -1,0 +1,495 @@
+"""The run step: load every table into the target, resumably, then keys, indexes, foreign
+keys, identities and views, and report read = loaded + rejected for every table.
+
+The caller's thread plans and schedules; worker processes (`workers`) load chunks through
+`load`. The control schema in the target (`target.control_ddl`) holds the chunk plan and one
+progress row per loaded chunk, so a run that was killed (or whose database restarted)
+continues with the chunks that never committed. ``dry_run`` does all of it inside one
+transaction under throwaway schema names and rolls it back.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import psycopg
+
+from . import ddl, fastpath
+from .catalog import qi
+from .ddl_names import fit_name, quote_ident
+from .errors import Cancelled, InputError, TargetError
+from .load import TableJob
+from .plan import Plan, TablePlan
+from .progress import Reporter
+from .reports import RunReport, write_report
+from .schema import apply_statements, current_plan, ensure_control, prepare, sha256_text, verify
+from .sources import file_identity, open_source
+from .target import CONTROL_SCHEMA, advisory_key, connect, describe, target_columns
+from .typemap import kind_for_pg_type
+from .workers import make_pool
+
+BATCH_BYTES = 4 << 20  # COPY text per SQLite query: bounds each worker's memory
+CHUNK_BYTES = 48 << 20  # COPY text per transaction: the unit of resumption
+MAX_CHUNK_ROWS = 300_000
+
+
+def column_specs(conn, schema: str, tp: TablePlan) -> list:
+    """The loaded columns of a table, with conversion kinds taken from the target's real types."""
+    specs = []
+    for col in target_columns(conn, schema, tp.target):
+        if col["generated"]:
+            continue
+        cp = next((c for c in tp.columns if c.target == col["name"]), None)
+        if cp is None:
+            raise InputError(f"target column {schema}.{tp.target}.{col['name']} has no source column in "
+                             f"{tp.source}.{tp.table}; was unified_schema.sql edited to add it?")
+        kind, params = kind_for_pg_type(col["type"])
+        always_int = cp.source == tp.rowid_alias or (tp.strict and cp.declared.upper() in ("INT", "INTEGER"))
+        spec = fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=kind, params=params,
+                                   notnull=col["notnull"], always_int=always_int)
+        # The census counted values for the planned type; it holds only if the target kept it.
+        if (kind, params, col["notnull"]) == (cp.kind, _pg_params(cp), cp.notnull or cp.identity):
+            spec.proven = bool(cp.fast.get("guard"))
+            spec.plain = bool(cp.fast.get("plain"))
+            spec.float17 = bool(cp.fast.get("float17"))
+        specs.append(spec)
+    if not specs:
+        raise InputError(f"target table {schema}.{tp.target} does not exist or has no columns")
+    return specs
+
+
+def _pg_params(cp) -> dict:
+    """The parameters `kind_for_pg_type` would give for the planned type."""
+    return kind_for_pg_type(cp.pg_type)[1]
+
+
+def _row_width(con, tp: TablePlan, cols: list) -> float:
+    """Average COPY bytes per row, measured on a sample of the table."""
+    line, _ = fastpath.copy_line(cols)
+    row = con.execute(f"SELECT count(*), sum(length(CAST(line AS BLOB))) FROM (SELECT {line} AS line "
+                      f"FROM {qi(tp.table)} LIMIT 2000)").fetchone()
+    return (row[1] or 0) / row[0] if row[0] else 100.0
+
+
+def plan_chunks(con, tp: TablePlan, cols: list) -> tuple[list, int, int, int]:
+    """([(chunk_no, lo, hi)], rows, batch_rows, batch_width) for one table."""
+    rows = con.execute(f"SELECT count(*) FROM {qi(tp.table)}").fetchone()[0]
+    width = max(16.0, _row_width(con, tp, cols)) if rows else 100.0
+    batch_rows = int(min(50_000, max(20, BATCH_BYTES / width)))
+    chunk_rows = int(min(MAX_CHUNK_ROWS, max(batch_rows, CHUNK_BYTES / width)))
+    if not rows:
+        return [], 0, batch_rows, batch_rows
+    if not tp.rowid_name:
+        return [(0, None, None)], rows, batch_rows, batch_rows
+    lo, hi = con.execute(f"SELECT min({tp.rowid_name}), max({tp.rowid_name}) FROM {qi(tp.table)}").fetchone()
+    span = hi - lo + 1
+    density = rows / span
+    n_chunks = max(1, math.ceil(rows / chunk_rows))
+    step = math.ceil(span / n_chunks)
+    chunks = []
+    start = lo
+    k = 0
+    while start <= hi:
+        end = min(hi, start + step - 1)
+        chunks.append((k, start, end))
+        start, k = end + 1, k + 1
+    batch_width = max(1, int(batch_rows / density))
+    return chunks, rows, batch_rows, batch_width
+
+
+class _Run:
+    """State of one run (or dry run) while it executes."""
+
+    def __init__(self, sources, url, workdir, dry_run, reporter: Reporter, workers, busy_timeout):
+        self.sources = {k: Path(v) for k, v in sources.items()}
+        self.url = url
+        self.workdir = Path(workdir)
+        self.dry_run = dry_run
+        self.rep = reporter
+        self.workers = workers
+        self.busy_timeout = busy_timeout
+        self.report = RunReport(dry_run=dry_run)
+        self.counts: dict = {}
+        self.suffix = secrets.token_hex(3)
+        self.control = fit_name(f"pgm_dry_{self.suffix}_ctl") if dry_run else CONTROL_SCHEMA
+        self.run_id = ""
+
+    def schema_of(self, schema: str) -> str:
+        return fit_name(f"pgm_dry_{self.suffix}_{schema}") if self.dry_run else schema
+
+    # -- messages from tasks ------------------------------------------------------------
+    def on_message(self, msg: dict) -> None:
+        if msg.get("type") == "rows":
+            c = self.counts.setdefault(msg["table"], {"read": 0, "rejected": 0})
+            c["read"] += msg.get("read", 0)
+            c["rejected"] += msg.get("rejected", 0)
+            self.rep.add(msg.get("read", 0), msg.get("bytes", 0), table=msg["table"])
+        elif msg.get("type") == "log":
+            self.rep.log(msg["message"], msg.get("level", "info"))
+
+
+def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = False, progress=None, should_cancel=None,
+             workers: Optional[int] = None, busy_timeout: float = 5.0) -> RunReport:
+    """Migrate the sources into the target (see the module docstring)."""
+    workdir = Path(workdir)
+    if not target_url:
+        raise InputError("the run step needs --target")
+    rep = Reporter("run", progress, should_cancel, log_path=workdir / "logs" / ("dry-run.log" if dry_run else "run.log"))
+    if workers is None:
+        # one more than the cores: each worker waits on PostgreSQL part of the time
+        workers = max(2, min((os.cpu_count() or 1) + 1, 8))
+    state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout)
+    report = state.report
+    report.workers = state.workers
+    current = current_plan(state.sources, workdir)
+    if current is None:
+        rep.log("no current unified_schema.sql for these sources in the workdir: generating it")
+        plan, text, _ = prepare(state.sources, workdir, target_url, busy_timeout, None)
+        report.warn("unified_schema.sql was generated by this run (no reviewed schema for these sources was found)")
+    else:
+        plan, text = current
+    report.artifacts.append(str(workdir / "unified_schema.sql"))
+    conn = connect(target_url, autocommit=True, purpose="run")
+    try:
+        if dry_run:
+            with conn.transaction(force_rollback=True):
+                _execute(state, conn, plan, ddl.statements(plan, state.schema_of), sha256_text(text))
+        else:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key("pgmigrate run"),)).fetchone()[0]
+            if not got:
+                raise TargetError(f"{describe(target_url, Exception('another pgmigrate run is active on this database'))}")
+            _execute(state, conn, plan, ddl.parse_schema_file(text), sha256_text(text))
+    except Cancelled as exc:
+        report.problem(f"{exc}; run again to resume")
+    except psycopg.Error as exc:
+        raise describe(target_url, exc, "running the migration (run again to resume)") from None
+    finally:
+        conn.close()
+    rep.finish()
+    report.finish()
+    write_report(report, workdir)
+    return report
+
+
+def _execute(state: _Run, conn, plan: Plan, statements: list, plan_sha: str) -> None:
+    rep, report = state.rep, state.report
+    ctl = quote_ident(state.control)
+    # Workers start now: their interpreters boot while this thread plans the chunks.
+    pool = make_pool(state.url, state.workers, state.busy_timeout, state.on_message, check=rep.check_cancel,
+                     conn=conn if state.dry_run else None, log=rep.log)
+    try:
+        _prepare_and_load(state, conn, pool, plan, statements, plan_sha)
+    except BaseException:
+        pool.close(kill=True)
+        raise
+
+
+def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, plan_sha: str) -> None:
+    rep, report = state.rep, state.report
+    ctl = quote_ident(state.control)
+    ensure_control(conn, state.control)
+    if not state.dry_run:
+        other = conn.execute(f"SELECT DISTINCT plan_sha256 FROM {ctl}.tables WHERE plan_sha256 <> %s",
+                             (plan_sha,)).fetchall()
+        if other:
+            raise InputError(f"{describe(state.url, Exception('the target holds tables loaded from a different unified_schema.sql'))}"
+                             f"; run the rollback step first (or use another database)")
+    state.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + state.suffix
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {ctl}.runs (run_id, plan_sha256, sources) VALUES (%s, %s, %s)",
+                     (state.run_id, plan_sha, json.dumps({n: {"path": str(p), **file_identity(p)} for n, p in state.sources.items()})))
+    failed = apply_statements(conn, statements, ("prelude", "table"), state.control, state.schema_of)
+    for f in failed:
+        report.problem(f"could not create {f}")
+    if failed:
+        pool.close()
+        return
+    started = {r[0] + "." + r[1]: r[2] for r in conn.execute(f"SELECT source, table_name, state FROM {ctl}.tables")}
+    by_table = {}
+    for st in statements:
+        by_table.setdefault((st.schema, st.table), []).append(st)
+    # Tables never loaded may carry keys/indexes from `schema --apply`: drop them so the data
+    # goes in without index maintenance; they are re-created right after the data.
+    fresh = [tp for tp in plan.tables if tp.key not in started]
+    _drop_post_objects(conn, plan, fresh, state)
+
+    jobs, chunk_tasks, totals = {}, [], 0
+    cons = {}
+    for tp in plan.tables:
+        schema = state.schema_of(tp.schema)
+        cols = column_specs(conn, schema, tp)
+        src = state.sources[tp.source]
+        con = cons.get(tp.source) or open_source(src, busy_timeout=state.busy_timeout)
+        cons[tp.source] = con
+        fastpath.register_functions(con)
+        if tp.key not in started:
+            chunks, rows, batch_rows, batch_width = plan_chunks(con, tp, cols)
+            with conn.transaction():
+                conn.execute(f"INSERT INTO {ctl}.tables (source, table_name, target, rows_at_start, chunks, plan_sha256) "
+                             f"VALUES (%s, %s, %s, %s, %s, %s)",
+                             (tp.source, tp.table, f"{schema}.{tp.target}", rows, len(chunks), plan_sha))
+                for k, lo, hi in chunks:
+                    conn.execute(f"INSERT INTO {ctl}.chunks (source, table_name, chunk_no, lo, hi) VALUES (%s, %s, %s, %s, %s)",
+                                 (tp.source, tp.table, k, lo, hi))
+        else:
+            _, _, batch_rows, batch_width = plan_chunks(con, tp, cols)
+        jobs[tp.key] = TableJob(key=tp.key, source=tp.source, path=str(src), table=tp.table,
+                                target=f"{quote_ident(schema)}.{quote_ident(tp.target)}", columns=cols,
+                                rowid_name=tp.rowid_name, key_columns=list(tp.pk_source) if not tp.rowid_name else
+                                (list(tp.pk_source) if tp.pk_source else []),
+                                batch_rows=batch_rows, batch_width=batch_width, control=state.control)
+        pending = conn.execute(
+            f"SELECT c.chunk_no, c.lo, c.hi FROM {ctl}.chunks c WHERE c.source = %s AND c.table_name = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {ctl}.progress p WHERE p.source = c.source AND p.table_name = c.table_name "
+            f"AND p.chunk_no = c.chunk_no) ORDER BY c.chunk_no", (tp.source, tp.table)).fetchall()
+        for k, lo, hi in pending:
+            size = (hi - lo + 1) if lo is not None else tp.row_count
+            chunk_tasks.append((size, tp.key, k, lo, hi))
+        totals += conn.execute(f"SELECT rows_at_start FROM {ctl}.tables WHERE source = %s AND table_name = %s",
+                               (tp.source, tp.table)).fetchone()[0]
+    for con in cons.values():
+        con.close()
+    done_before = int(conn.execute(f"SELECT coalesce(sum(rows_read), 0) FROM {ctl}.progress").fetchone()[0])
+    if done_before:
+        rep.log(f"resuming: {done_before} rows were loaded by an earlier, interrupted run")
+    rep.start(rows_total=totals - done_before, tables_total=len(plan.tables),
+              message=f"loading {len(chunk_tasks)} chunks of {len(plan.tables)} tables with {state.workers} workers")
+    _schedule(state, conn, pool, plan, jobs, chunk_tasks, by_table)
+    views_failed = apply_statements(conn, statements, ("view",), state.control, state.schema_of)
+    for f in views_failed:
+        report.warn(f"view not created: {f}")
+    _summarise(state, conn, plan, statements)
+
+
+def _drop_post_objects(conn, plan: Plan, fresh: list, state: _Run) -> None:
+    if not fresh:
+        return
+    keys = {tp.key for tp in fresh}
+    with conn.transaction():
+        for tp in plan.tables:
+            for fk in tp.foreign_keys:
+                if fk.status == "ok" and (tp.key in keys or f"{tp.source}.{fk.ref_table}" in keys):
+                    conn.execute(f"ALTER TABLE IF EXISTS {quote_ident(state.schema_of(tp.schema))}.{quote_ident(tp.target)} "
+                                 f"DROP CONSTRAINT IF EXISTS {quote_ident(fk.name)}")
+        for tp in fresh:
+            q = f"{quote_ident(state.schema_of(tp.schema))}.{quote_ident(tp.target)}"
+            if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {q})").fetchone()[0]:
+                raise InputError(f"{describe(state.url, Exception(f'table {q} already holds rows but no run loaded it'))}; "
+                                 f"empty it or run the rollback step first")
+            for idx in tp.indexes:
+                if idx.status == "ok":
+                    conn.execute(f"DROP INDEX IF EXISTS {quote_ident(state.schema_of(tp.schema))}.{quote_ident(idx.name)}")
+            for con in tp.constraints:
+                if con.kind in ("primary", "unique") and con.status == "ok":
+                    conn.execute(f"ALTER TABLE {q} DROP CONSTRAINT IF EXISTS {quote_ident(con.name)}")
+
+
+def _fk_check_sql(state: _Run, tp: TablePlan, fk) -> str:
+    child = f"{quote_ident(state.schema_of(tp.schema))}.{quote_ident(tp.target)}"
+    parent = f"{quote_ident(state.schema_of(tp.schema))}.{quote_ident(fk.ref_target)}"
+    notnull = " AND ".join(f"c.{quote_ident(col)} IS NOT NULL" for col in fk.columns)
+    match = " AND ".join(f"p.{quote_ident(r)} = c.{quote_ident(col)}" for col, r in zip(fk.columns, fk.ref_columns))
+    return f"SELECT count(*) FROM {child} c WHERE {notnull} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
+
+
+def _schedule(state: _Run, conn, pool, plan: Plan, jobs: dict, chunk_tasks: list, by_table: dict) -> None:
+    """Feed the workers: chunks (largest first); as each table's data is in, its keys and
+    indexes (one task each, so one table's indexes build in parallel), then its identity and
+    statistics; foreign keys once both of their tables are finished."""
+    rep, report = state.rep, state.report
+    ctl = quote_ident(state.control)
+    steps_done = {(r[0], r[1], r[2]) for r in conn.execute(f"SELECT source, table_name, step FROM {ctl}.steps WHERE ok")}
+    by_key = {tp.key: tp for tp in plan.tables}
+    chunk_tasks.sort(key=lambda t: -t[0])
+    queue = [("chunk", f"{key}#{k}", {"job": jobs[key], "chunk_no": k, "lo": lo, "hi": hi}, key)
+             for _, key, k, lo, hi in chunk_tasks]
+    chunks_left = {tp.key: 0 for tp in plan.tables}
+    for _, key, _, _, _ in chunk_tasks:
+        chunks_left[key] += 1
+    builds_left: dict = {}
+    build_failures: dict = {tp.key: [] for tp in plan.tables}
+    finished: set = set()
+    fk_waiting = []
+    for tp in plan.tables:
+        for fk in tp.foreign_keys:
+            st = next((s for s in by_table.get((tp.schema, tp.target), []) if s.section == "fk" and s.object == fk.name), None)
+            if fk.status == "ok" and st is not None:
+                fk_waiting.append((tp, fk, st))
+
+    def after_data(tp: TablePlan) -> list:
+        stmts = [s for s in by_table.get((tp.schema, tp.target), []) if s.section in ("key", "index")]
+        builds_left[tp.key] = len(stmts)
+        if not stmts:
+            return [settle_task(tp)]
+        return [("build", f"{tp.key}#build#{s.object}",
+                 {"key": tp.key, "schema": state.schema_of(tp.schema),
+                  "statement": {"section": s.section, "object": s.object, "sql": s.sql}}, tp.key) for s in stmts]
+
+    def settle_task(tp: TablePlan):
+        identity = [(c.target, tp.sequence_floor) for c in tp.columns if c.identity]
+        return ("settle", f"{tp.key}#settle", {"key": tp.key, "schema": state.schema_of(tp.schema),
+                                               "target": tp.target, "identity": identity}, tp.key)
+
+    for tp in plan.tables:
+        if chunks_left[tp.key] == 0:
+            if (tp.source, tp.table, "finish") in steps_done:
+                finished.add(tp.key)
+            else:
+                queue.extend(after_data(tp))
+    in_flight: dict = {}
+    try:
+        while True:
+            for tp, fk, st in [x for x in fk_waiting if x[0].key in finished
+                               and f"{x[0].source}.{x[1].ref_table}" in finished]:
+                fk_waiting.remove((tp, fk, st))
+                if (tp.source, tp.table, f"fk {fk.name}") in steps_done:
+                    continue
+                queue.append(("fk", f"{tp.key}#fk#{fk.name}",
+                              {"key": tp.key, "schema": state.schema_of(tp.schema), "target": tp.target,
+                               "statement": {"section": "fk", "object": fk.name, "sql": st.sql},
+                               "check_sql": _fk_check_sql(state, tp, fk)}, tp.key))
+            # work after the data first: it is short and unblocks foreign keys
+            queue.sort(key=lambda t: 1 if t[0] == "chunk" else 0)
+            while queue and len(in_flight) < state.workers:
+                kind, task_id, args, key = queue.pop(0)
+                in_flight[task_id] = (kind, key, args)
+                pool.submit(task_id, kind, args)
+            if not in_flight:
+                for tp, fk, _ in fk_waiting:
+                    report.problem(f"{tp.key}: foreign key {fk.name} not added: a table it joins did not finish")
+                break
+            rep.check_cancel()
+            for status, task_id, payload in pool.poll(0.2):
+                kind, key, args = in_flight.pop(task_id)
+                tp = by_key[key]
+                if status == "error":
+                    if payload["kind"] in ("input", "cancelled"):
+                        raise (Cancelled if payload["kind"] == "cancelled" else TargetError)(payload["message"])
+                    report.problem(f"{task_id}: {payload['message']}")
+                    continue
+                if kind == "chunk":
+                    chunks_left[key] -= 1
+                    if chunks_left[key] == 0:
+                        queue.extend(after_data(tp))
+                elif kind == "build":
+                    if not payload["ok"]:
+                        build_failures[key].append(payload)
+                        report.problem(f"{key}: could not create {payload['object']}: {payload['error']}")
+                    builds_left[key] -= 1
+                    if builds_left[key] == 0:
+                        queue.append(settle_task(tp))
+                elif kind == "settle":
+                    _record_step(conn, ctl, tp, "finish", not build_failures[key], json.dumps(build_failures[key]))
+                    finished.add(key)
+                    rep.table_done(key)
+                elif kind == "fk":
+                    _handle_fk_result(state, conn, tp, payload)
+                    _record_step(conn, ctl, tp, f"fk {payload['object']}", payload["validated"], payload["error"])
+    except BaseException:
+        pool.close(kill=True)
+        raise
+    pool.close()
+
+
+def _record_step(conn, ctl, tp: TablePlan, step: str, ok: bool, detail) -> None:
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {ctl}.steps (source, table_name, step, ok, detail) VALUES (%s, %s, %s, %s, %s) "
+                     f"ON CONFLICT (source, table_name, step) DO UPDATE SET ok = excluded.ok, detail = excluded.detail, "
+                     f"done_at = now()", (tp.source, tp.table, step, ok, detail))
+
+
+def _handle_fk_result(state: _Run, conn, tp: TablePlan, payload: dict) -> None:
+    report = state.report
+    if payload["validated"]:
+        return
+    if not payload["added"]:
+        report.problem(f"{tp.key}: foreign key {payload['object']} could not be added: {payload['error']}")
+        return
+    fk = next(f for f in tp.foreign_keys if f.name == payload["object"])
+    source_bad = _source_fk_violations(state, tp, fk)
+    if payload["violations"] <= source_bad:
+        report.warn(f"{tp.key}: foreign key {fk.name} left NOT VALID: {payload['violations']} rows reference missing "
+                    f"{fk.ref_table} rows, as in the SQLite source (PRAGMA foreign_key_check); new rows are checked")
+    else:
+        report.problem(f"{tp.key}: foreign key {fk.name}: {payload['violations']} dangling references in the target but "
+                       f"{source_bad} in the source")
+
+
+def _source_fk_violations(state: _Run, tp: TablePlan, fk) -> int:
+    con = open_source(state.sources[tp.source], busy_timeout=state.busy_timeout)
+    try:
+        child, parent = qi(tp.table), qi(fk.ref_table)
+        notnull = " AND ".join(f"c.{qi(c)} IS NOT NULL" for c in fk.source_columns)
+        match = " AND ".join(f"p.{qi(r)} = c.{qi(c)}" for c, r in zip(fk.source_columns, fk.source_ref_columns))
+        return con.execute(f"SELECT count(*) FROM {child} c WHERE {notnull} AND NOT EXISTS "
+                           f"(SELECT 1 FROM {parent} p WHERE {match})").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _summarise(state: _Run, conn, plan: Plan, statements: list) -> None:
+    report = state.report
+    ctl = quote_ident(state.control)
+    totals = {"read": 0, "loaded": 0, "rejected": 0}
+    rows = {(r[0], r[1]): r[2:] for r in conn.execute(
+        f"SELECT t.source, t.table_name, t.rows_at_start, t.chunks, coalesce(sum(p.rows_read), 0), "
+        f"coalesce(sum(p.rows_loaded), 0), coalesce(sum(p.rows_rejected), 0), coalesce(sum(p.seconds), 0), "
+        f"count(p.chunk_no), count(*) FILTER (WHERE p.strict) "
+        f"FROM {ctl}.tables t LEFT JOIN {ctl}.progress p USING (source, table_name) GROUP BY 1, 2, 3, 4")}
+    for tp in plan.tables:
+        at_start, chunks, read, loaded, rejected, seconds, done_chunks, strict = rows.get((tp.source, tp.table), (0,) * 8)
+        q = f"{quote_ident(state.schema_of(tp.schema))}.{quote_ident(tp.target)}"
+        in_target = conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]
+        entry = {"source": tp.source, "table": tp.table, "target": f"{state.schema_of(tp.schema)}.{tp.target}",
+                 "rows_at_start": at_start, "read": int(read), "loaded": int(loaded), "rejected": int(rejected),
+                 "in_target": in_target, "chunks": chunks, "chunks_done": done_chunks, "strict_chunks": strict,
+                 "seconds": round(float(seconds), 2)}
+        report.tables.append(entry)
+        for k in totals:
+            totals[k] += entry[k]
+        if done_chunks != chunks:
+            report.problem(f"{tp.key}: {chunks - done_chunks} of {chunks} chunks not loaded")
+        elif read != at_start:
+            report.problem(f"{tp.key}: read {read} rows but the table held {at_start} when the run planned it "
+                           f"(was the source written during the run?)")
+        if read != loaded + rejected:
+            report.problem(f"{tp.key}: read {read} != loaded {loaded} + rejected {rejected}")
+        if in_target != loaded:
+            report.problem(f"{tp.key}: the target holds {in_target} rows but {loaded} were loaded")
+        if rejected:
+            report.problem(f"{tp.key}: {rejected} rows rejected (see the rejects file)")
+    elapsed = time.monotonic() - report._t0
+    totals["seconds"] = round(elapsed, 2)
+    totals["rows_per_s"] = round(totals["read"] / elapsed) if elapsed > 0 else None
+    report.totals = totals
+    report.rejects_file = _export_rejects(state, conn)
+    if report.rejects_file:
+        report.artifacts.append(report.rejects_file)
+    report.verification = verify(conn, statements, plan, state.schema_of)
+    for m in report.verification["missing"]:
+        report.problem(f"missing after the run: {m}")
+    if not state.dry_run:
+        with conn.transaction():
+            conn.execute(f"UPDATE {ctl}.runs SET finished_at = now(), status = %s WHERE run_id = %s",
+                         ("done" if not report.problems else "done with problems", state.run_id))
+
+
+def _export_rejects(state: _Run, conn) -> str:
+    ctl = quote_ident(state.control)
+    n = conn.execute(f"SELECT count(*) FROM {ctl}.rejects").fetchone()[0]
+    if not n:
+        return ""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = state.workdir / f"{'dry-run-' if state.dry_run else ''}rejects-{stamp}.jsonl"
+    with open(path, "w", encoding="utf-8") as fh, conn.cursor(name=None) as cur:
+        cur.execute(f"SELECT source, table_name, chunk_no, src_rowid, src_key, reason, row_data FROM {ctl}.rejects ORDER BY id")
+        for r in cur:
+            fh.write(json.dumps({"source": r[0], "table": r[1], "chunk": r[2], "rowid": r[3], "key": r[4],
+                                 "reason": r[5], "row": r[6]}, ensure_ascii=False) + "\n")
+    return str(path)

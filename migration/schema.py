@@ -1,0 +1,410 @@
+"""The schema step: from the sources to a reviewed unified_schema.sql, and onto the target.
+
+`prepare` reads every source (structure and data profile), builds the plan, tries every
+statement against the target inside a transaction that is rolled back (so what PostgreSQL
+refuses is commented out with its reason before anyone reviews it), and writes
+unified_schema.sql and plan.json into the workdir. `apply_statements` creates the objects and
+`verify` checks the catalogs for every object the file names.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from pathlib import Path
+from typing import Optional
+
+import psycopg
+
+from . import ddl, fastpath
+from .catalog import SourceCatalog, qi, read_catalog, resolve_fk_targets
+from .ddl_names import fit_name, quote_ident
+from .plan import Plan, build_plan
+from .profile import TableProfile, json_available, profile_table
+from .progress import Reporter
+from .reports import SchemaReport, utc_now, write_report
+from .sources import file_identity, open_source
+from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
+    existing_indexes, existing_views, target_columns
+
+SCHEMA_FILE = "unified_schema.sql"
+PLAN_FILE = "plan.json"
+
+
+def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter] = None,
+                 workdir: Optional[Path] = None, profile: bool = True):
+    """(catalogs, profiles, identities) of all sources; profiles are cached per file identity."""
+    catalogs, profiles, identities = [], {}, {}
+    for name, path in sources.items():
+        path = Path(path)
+        con = open_source(path, busy_timeout=busy_timeout)
+        try:
+            ident = file_identity(path)
+            identities[name] = ident
+            cat = read_catalog(con, name, path)
+            resolve_fk_targets(cat)
+            catalogs.append(cat)
+            if not profile:
+                continue
+            cache = _load_profile_cache(workdir, name, ident)
+            has_json = json_available(con)
+            for t in cat.tables:
+                if t.name in cache:
+                    profiles[(name, t.name)] = TableProfile.from_dict(cache[t.name])
+                    continue
+                if reporter:
+                    reporter.log(f"profiling {name}.{t.name} ({t.row_count} rows)")
+                profiles[(name, t.name)] = profile_table(con, t, has_json)
+                if reporter:
+                    reporter.add(t.row_count, table=f"{name}.{t.name}")
+            _save_profile_cache(workdir, name, ident, {t.name: profiles[(name, t.name)].to_dict() for t in cat.tables})
+        finally:
+            con.close()
+    return catalogs, profiles, identities
+
+
+def _cache_path(workdir: Optional[Path], name: str) -> Optional[Path]:
+    return Path(workdir) / "cache" / f"profile-{name}.json" if workdir else None
+
+
+def _load_profile_cache(workdir, name, ident) -> dict:
+    path = _cache_path(workdir, name)
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return data["tables"] if data.get("identity") == ident else {}
+
+
+def _save_profile_cache(workdir, name, ident, tables) -> None:
+    path = _cache_path(workdir, name)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"identity": ident, "tables": tables}))
+
+
+def _uuid_unique_checker(sources: dict, busy_timeout: float):
+    def check(source: str, table: str, column: str) -> bool:
+        con = open_source(Path(sources[source]), busy_timeout=busy_timeout)
+        try:
+            c = qi(column)
+            a, b = con.execute(f"SELECT count(DISTINCT lower(replace({c}, '-', ''))), count(DISTINCT {c}) "
+                               f"FROM {qi(table)}").fetchone()
+            return a == b
+        finally:
+            con.close()
+    return check
+
+
+def spec_for(cp, tp) -> fastpath.ColumnSpec:
+    """The loader's view of a planned column (before the target's real types are known)."""
+    always_int = cp.source == tp.rowid_alias or (tp.strict and cp.declared.upper() in ("INT", "INTEGER"))
+    return fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=cp.kind, params=dict(cp.params),
+                               notnull=cp.notnull, always_int=always_int)
+
+
+def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Reporter] = None) -> None:
+    """Count, per column, the values the fast load path can take as they are.
+
+    A column whose every value passes its guard (and needs no escaping, and whose floats
+    print exactly) is loaded without per-row checks -- but only while the file is the very
+    version counted here; `current_plan` discards the plan when the file changes.
+    """
+    for name, path in sources.items():
+        tables = [tp for tp in plan.tables if tp.source == name and tp.row_count]
+        if not tables:
+            continue
+        con = open_source(Path(path), busy_timeout=busy_timeout)
+        try:
+            for tp in tables:
+                exprs, layout = ["count(*)"], []
+                for cp in tp.columns:
+                    if cp.generated:
+                        continue
+                    spec = spec_for(cp, tp)
+                    c = qi(cp.source)
+                    guard = fastpath.copy_guard(spec, census=True)
+                    exprs.append(f"sum(CASE WHEN {guard} THEN 1 ELSE 0 END)" if guard else "count(*)")
+                    layout.append((cp, "guard"))
+                    if cp.kind in ("text", "json", "jsonb"):
+                        exprs.append(f"sum(CASE WHEN {fastpath.needs_escape(c)} THEN 0 ELSE 1 END)")
+                        layout.append((cp, "plain"))
+                    if cp.kind == "float":
+                        exprs.append(f"sum(CASE WHEN {fastpath.float17_exact(c)} THEN 1 ELSE 0 END)")
+                        layout.append((cp, "float17"))
+                if reporter:
+                    reporter.log(f"counting load shapes of {name}.{tp.table}")
+                row = con.execute(f"SELECT {', '.join(exprs)} FROM {qi(tp.table)}").fetchone()
+                total = row[0]
+                for (cp, key), value in zip(layout, row[1:]):
+                    cp.fast[key] = (value or 0) == total
+        finally:
+            con.close()
+
+
+def try_statements(plan: Plan, url: str, reporter: Optional[Reporter] = None) -> list[str]:
+    """Try every statement on the target in a rolled-back transaction; mark what fails.
+
+    Returns notes about what was changed in the plan. The objects are created under
+    throwaway schema names, so existing data in the target is never touched.
+    """
+    notes: list[str] = []
+    conn = connect(url, autocommit=True, purpose="schema check")
+    suffix = secrets.token_hex(3)
+    smap = lambda s: fit_name(f"pgm_check_{suffix}_{s}")  # noqa: E731
+    try:
+        with conn.transaction(force_rollback=True):
+            for ext in list(plan.extensions):
+                if not _try(conn, f'CREATE EXTENSION IF NOT EXISTS "{ext}"'):
+                    plan.extensions.remove(ext)
+                    notes.append(f"extension {ext} is not available on the target; the uuid type itself is "
+                                 f"built in, but uuid_generate_v4() will be missing")
+            for src in plan.sources.values():
+                conn.execute(f"CREATE SCHEMA {quote_ident(smap(src['schema']))}")
+            for tp in plan.tables:
+                q = f"{quote_ident(smap(tp.schema))}.{quote_ident(tp.target)}"
+                cols = []
+                for c in tp.columns:
+                    cols.append(f"{quote_ident(c.target)} {c.pg_type}" + (" NOT NULL" if c.notnull else ""))
+                err = _try(conn, f"CREATE TABLE {q} ({', '.join(cols)})", want_error=True)
+                if err:
+                    tp.notes.append(f"PostgreSQL refused the table: {err}")
+                    notes.append(f"{tp.key}: PostgreSQL refused the table: {err}")
+                    continue
+                for c in tp.columns:
+                    if c.default is not None and not c.identity:
+                        err = _try(conn, f"ALTER TABLE {q} ALTER COLUMN {quote_ident(c.target)} SET DEFAULT {c.default}",
+                                   want_error=True)
+                        if err:
+                            tp.notes.append(f"column {c.source}: DEFAULT {c.default} refused by PostgreSQL ({err}); no default")
+                            c.default = None
+                    if c.generated:
+                        col = quote_ident(c.target)
+                        err = _try(conn, f"ALTER TABLE {q} DROP COLUMN {col}; ALTER TABLE {q} ADD COLUMN {col} "
+                                         f"{c.pg_type} GENERATED ALWAYS AS ({c.generated}) STORED", want_error=True)
+                        if err:
+                            tp.notes.append(f"column {c.source}: generated expression refused by PostgreSQL ({err}); "
+                                            f"loaded as a plain column with SQLite's computed values")
+                            c.generated = None
+                for con in tp.constraints:
+                    if con.kind == "check" and con.status == "ok":
+                        err = _try(conn, f"ALTER TABLE {q} ADD CONSTRAINT {quote_ident(con.name)} CHECK ({con.expr})",
+                                   want_error=True)
+                        if err:
+                            con.status, con.note = "skipped", f"PostgreSQL refused it: {err}"
+            for st in ddl.statements(plan, smap):
+                if st.section in ("key", "index", "fk", "view"):
+                    err = _try(conn, st.sql, want_error=True)
+                    if err:
+                        _mark_skipped(plan, st, f"PostgreSQL refused it: {err}")
+    except psycopg.Error as exc:
+        raise describe(url, exc, "trying the schema") from None
+    finally:
+        conn.close()
+    plan.verified_against_target = True
+    return notes
+
+
+def _try(conn, sql: str, want_error: bool = False):
+    try:
+        with conn.transaction():
+            conn.execute(sql)
+        return None if want_error else True
+    except psycopg.Error as exc:
+        if getattr(exc, "sqlstate", "")[:2] in ("08", "57"):
+            raise
+        return error_text(exc) if want_error else False
+
+
+def _mark_skipped(plan: Plan, st: ddl.Statement, note: str) -> None:
+    for tp in plan.tables:
+        if tp.schema != st.schema or tp.target != st.table:
+            continue
+        for item in tp.constraints + tp.indexes + tp.foreign_keys:
+            if item.name == st.object:
+                item.status, item.note = "skipped", note
+    for vp in plan.views:
+        if vp.schema == st.schema and vp.target == st.object:
+            vp.status, vp.note = "skipped", note
+
+
+def prepare(sources: dict, workdir: Path, target_url: Optional[str], busy_timeout: float,
+            reporter: Optional[Reporter] = None) -> tuple[Plan, str, list[str]]:
+    """Build the plan, check it against the target if given, write unified_schema.sql and plan.json."""
+    catalogs, profiles, identities = read_sources(sources, busy_timeout, reporter, workdir)
+    plan = build_plan(catalogs, profiles, identities, _uuid_unique_checker(sources, busy_timeout))
+    census(sources, plan, busy_timeout, reporter)
+    notes = try_statements(plan, target_url, reporter) if target_url else []
+    plan.notes.extend(notes)
+    text = ddl.render_schema(plan, utc_now())
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / SCHEMA_FILE).write_text(text, encoding="utf-8")
+    plan.save(workdir / PLAN_FILE)
+    return plan, text, notes
+
+
+def current_plan(sources: dict, workdir: Path) -> Optional[tuple[Plan, str]]:
+    """The plan and schema text in the workdir, if they were made from these very files."""
+    plan_path, sql_path = workdir / PLAN_FILE, workdir / SCHEMA_FILE
+    if not plan_path.exists() or not sql_path.exists():
+        return None
+    plan = Plan.load(plan_path)
+    if set(plan.sources) != set(sources):
+        return None
+    for name, path in sources.items():
+        src = plan.sources[name]
+        if Path(src["path"]).resolve() != Path(path).resolve():
+            return None
+        ident = file_identity(Path(path))
+        old = src.get("identity") or {}
+        if (old.get("size"), old.get("change_counter"), old.get("wal_size")) != \
+                (ident["size"], ident["change_counter"], ident["wal_size"]):
+            return None
+    return plan, sql_path.read_text(encoding="utf-8")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def ensure_control(conn, control: str = CONTROL_SCHEMA) -> None:
+    with conn.transaction():
+        for stmt in control_ddl(control):
+            conn.execute(stmt)
+
+
+def apply_statements(conn, statements: list, sections: tuple, control: str = CONTROL_SCHEMA,
+                     schema_of=lambda s: s) -> list[str]:
+    """Execute the statements of the given sections that do not exist yet; record what was created.
+
+    Returns the statements that failed, with PostgreSQL's reason.
+    """
+    failed = []
+    present_schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+    ctl = quote_ident(control)
+    for st in statements:
+        if st.section not in sections:
+            continue
+        schema = schema_of(st.schema) if st.schema else ""
+        try:
+            with conn.transaction():
+                if st.section in ("key", "fk") and _constraint_exists(conn, schema, st.object):
+                    continue
+                if st.section == "view" and conn.execute(
+                        "SELECT 1 FROM pg_views WHERE schemaname = %s AND viewname = %s", (schema, st.object)).fetchone():
+                    continue
+                conn.execute(st.sql)
+                if st.section == "prelude" and st.object.startswith("schema ") and schema not in present_schemas:
+                    conn.execute(f"INSERT INTO {ctl}.created (object_kind, object_name) VALUES ('schema', %s) "
+                                 f"ON CONFLICT DO NOTHING", (schema,))
+                    present_schemas.add(schema)
+                if st.section == "prelude" and st.object.startswith("extension "):
+                    pass
+        except psycopg.Error as exc:
+            if getattr(exc, "sqlstate", "")[:2] in ("08", "57"):
+                raise
+            failed.append(f"{st.section} {st.schema}.{st.table} {st.object}: {error_text(exc)}")
+    return failed
+
+
+def _constraint_exists(conn, schema: str, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                        "WHERE n.nspname = %s AND c.conname = %s", (schema, name)).fetchone() is not None
+
+
+def verify(conn, statements: list, plan: Optional[Plan] = None, schema_of=lambda s: s) -> dict:
+    """Check the catalogs for every object the schema file names; report what is missing."""
+    schemas = sorted({schema_of(st.schema) for st in statements if st.schema})
+    cons = existing_constraints(conn, schemas)
+    idx = existing_indexes(conn, schemas)
+    views = existing_views(conn, schemas)
+    exts = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+    nsp = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+    checked, missing, not_valid = 0, [], []
+    for st in statements:
+        schema = schema_of(st.schema) if st.schema else ""
+        checked += 1
+        if st.section == "prelude":
+            ok = (st.object.split(" ", 1)[1] in exts) if st.object.startswith("extension ") else schema in nsp
+        elif st.section == "table":
+            ok = bool(target_columns(conn, schema, st.table))
+            if ok and plan is not None:
+                tp = next((t for t in plan.tables if t.schema == st.schema and t.target == st.table), None)
+                if tp is not None:
+                    for c in tp.constraints:
+                        if c.kind == "check" and c.status == "ok":
+                            checked += 1
+                            if (schema, c.name) not in cons:
+                                missing.append(f"check constraint {schema}.{c.name} on {st.table}")
+        elif st.section in ("key", "fk"):
+            info = cons.get((schema, st.object))
+            ok = info is not None
+            if ok and not info["validated"]:
+                not_valid.append(f"{schema}.{st.object}")
+        elif st.section == "index":
+            ok = (schema, st.object) in idx
+        else:
+            ok = (schema, st.object) in views
+        if not ok:
+            missing.append(f"{st.section} {schema}.{st.object}" + (f" on {st.table}" if st.table and st.table != st.object else ""))
+    return {"checked": checked, "missing": missing, "not_valid": not_valid}
+
+
+def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: bool = False, progress=None,
+                busy_timeout: float = 5.0) -> SchemaReport:
+    """Generate unified_schema.sql (checked against the target when given); optionally apply it."""
+    workdir = Path(workdir)
+    report = SchemaReport()
+    rep = Reporter("schema", progress, log_path=workdir / "logs" / "schema.log")
+    rep.start(message="reading sources")
+    plan, text, notes = prepare(sources, workdir, target_url, busy_timeout, rep)
+    report.schema_sql = str(workdir / SCHEMA_FILE)
+    report.schema_sha256 = sha256_text(text)
+    report.plan = str(workdir / PLAN_FILE)
+    report.policy = plan.policy
+    report.verified_against_target = plan.verified_against_target
+    report.artifacts += [report.schema_sql, report.plan]
+    for tp in plan.tables:
+        report.tables.append({"source": tp.source, "table": tp.table, "target": f"{tp.schema}.{tp.target}",
+                              "rows": tp.row_count,
+                              "types": {c.source: c.pg_type for c in tp.columns},
+                              "decisions": {c.source: c.reason for c in tp.columns if c.reason}})
+        report.notes += [f"{tp.key}: {n}" for n in tp.notes]
+        for item in tp.constraints + tp.indexes + tp.foreign_keys:
+            if item.status != "ok":
+                report.warn(f"{tp.key}: not migrated: {getattr(item, 'original', '') or item.name} ({item.note})")
+    for c in plan.conflicts:
+        report.notes.append(f"conflict: {c['table']} in {', '.join(c['sources'])} ({c['kind']}); {c['resolution']}")
+    for item in plan.not_migrated:
+        if item["kind"] != "shadow table":
+            report.warn(f"{item['source']}: {item['kind']} {item['name']} not migrated: {item['reason']}")
+    for v in plan.views:
+        if v.status != "ok":
+            report.warn(f"{v.source}: view {v.name} not migrated: {v.note}")
+    report.notes += notes
+    if apply:
+        if not target_url:
+            from .errors import InputError
+            raise InputError("schema --apply needs --target")
+        statements = ddl.parse_schema_file(text)
+        conn = connect(target_url, autocommit=True, purpose="schema")
+        try:
+            ensure_control(conn)
+            failed = apply_statements(conn, statements, ("prelude", "table", "key", "index", "fk", "view"))
+            for f in failed:
+                report.problem(f"could not apply {f}")
+            report.applied = True
+            report.verification = verify(conn, statements, plan)
+            for m in report.verification["missing"]:
+                report.problem(f"missing after apply: {m}")
+        except psycopg.Error as exc:
+            raise describe(target_url, exc, "applying the schema") from None
+        finally:
+            conn.close()
+    rep.finish()
+    report.finish()
+    write_report(report, workdir)
+    return report

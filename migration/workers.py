@@ -1,0 +1,247 @@
+"""Running tasks (loading, validating) in worker processes, with progress flowing back to the
+caller's thread.
+
+The caller's thread schedules tasks and receives every message; workers do the work. A worker
+dies with its parent (Linux PDEATHSIG, and a parent check between batches), so a killed run
+leaves no orphan writing to the target. With one worker, or where processes cannot be
+started, tasks run inline in the caller's thread through the same code.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import sqlite3
+from collections import deque
+from typing import Callable, Optional
+
+import psycopg
+
+from .errors import Cancelled, InputError
+from .redact import scrub, url_password
+
+# A message from a task: {"type": "rows"|"log", ...}
+MessageHandler = Callable[[dict], None]
+
+# Task kinds and the functions that run them: f(ctx, **args) -> picklable result.
+TASKS = {
+    "chunk": "migration.load:load_chunk",
+    "build": "migration.load:build_object",
+    "settle": "migration.load:settle_table",
+    "fk": "migration.load:add_foreign_key",
+    "vranges": "migration.validate:check_ranges",
+    "vmerge": "migration.validate:check_merge",
+    "vfk": "migration.validate:check_foreign_key",
+    "vsample": "migration.validate:sample_queries",
+}
+
+
+def run_task(ctx: "WorkContext", kind: str, args: dict):
+    """Run one task by kind."""
+    module, _, func = TASKS[kind].partition(":")
+    return getattr(importlib.import_module(module), func)(ctx, **args)
+
+
+class WorkContext:
+    """Connections and messaging for the code running tasks (one per worker process)."""
+
+    def __init__(self, url: str, send: Callable[[dict], None], conn: Optional[psycopg.Connection] = None,
+                 busy_timeout: float = 5.0, check: Optional[Callable[[], None]] = None):
+        self.url = url
+        self.send = send
+        self._conn = conn
+        self._shared = conn is not None
+        self.busy_timeout = busy_timeout
+        self._sqlite: dict[str, sqlite3.Connection] = {}
+        self._check = check
+        self.parent_pid = os.getppid()
+
+    def pg(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            from .target import connect
+
+            self._conn = connect(self.url, autocommit=True, purpose="worker")
+            # a commit lost in a crash is redone on resume: chunk and progress row go together
+            self._conn.execute("SET synchronous_commit = off")
+        return self._conn
+
+    def sqlite(self, path: str) -> sqlite3.Connection:
+        con = self._sqlite.get(path)
+        if con is None:
+            from . import fastpath
+            from .sources import open_source
+
+            con = open_source(path, busy_timeout=self.busy_timeout)
+            con.text_factory = bytes
+            fastpath.register_functions(con)
+            self._sqlite[path] = con
+        return con
+
+    def check(self) -> None:
+        """Stop if the caller cancelled or the parent process died."""
+        if self._check is not None:
+            self._check()
+
+    def close(self) -> None:
+        for con in self._sqlite.values():
+            con.close()
+        self._sqlite.clear()
+        if self._conn is not None and not self._shared:
+            self._conn.close()
+            self._conn = None
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the parent check between batches still stops the worker
+        pass
+
+
+def _error_payload(exc: BaseException, url: str) -> dict:
+    from .target import describe, is_connection_error
+
+    if isinstance(exc, Cancelled):
+        return {"kind": "cancelled", "message": str(exc)}
+    if isinstance(exc, InputError):
+        return {"kind": "input", "message": scrub(str(exc), url_password(url))}
+    if is_connection_error(exc):
+        return {"kind": "input", "message": str(describe(url, exc, "loading"))}
+    return {"kind": "internal", "message": scrub(f"{type(exc).__name__}: {exc}", url_password(url))}
+
+
+def _worker_main(url: str, busy_timeout: float, tasks, results, parent_pid: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
+
+    def check():
+        if os.getppid() != parent_pid:
+            raise SystemExit("parent process is gone")
+
+    ctx = WorkContext(url, send=lambda msg: results.put(("msg", None, msg)), busy_timeout=busy_timeout, check=check)
+    try:
+        while True:
+            item = tasks.get()
+            if item is None:
+                break
+            task_id, kind, args = item
+            try:
+                results.put(("done", task_id, run_task(ctx, kind, args)))
+            except BaseException as exc:  # reported to the parent, which decides
+                results.put(("error", task_id, _error_payload(exc, url)))
+                ctx.close()
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    break
+    finally:
+        ctx.close()
+
+
+class ProcessPool:
+    """N worker processes fed from one task queue."""
+
+    def __init__(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
+        mp = multiprocessing.get_context("spawn")
+        self.url = url
+        self.on_message = on_message
+        self.tasks = mp.Queue()
+        self.results = mp.Queue()
+        self.running: set = set()
+        self.procs = []
+        for _ in range(workers):
+            proc = mp.Process(target=_worker_main, args=(url, busy_timeout, self.tasks, self.results, os.getpid()),
+                              daemon=True)
+            proc.start()
+            self.procs.append(proc)
+
+    def submit(self, task_id, kind: str, args: dict) -> None:
+        self.running.add(task_id)
+        self.tasks.put((task_id, kind, args))
+
+    def poll(self, timeout: float) -> list:
+        """Finished tasks as (status, task_id, payload); messages go to `on_message`."""
+        out = []
+        try:
+            item = self.results.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+        while item is not None:
+            status, task_id, payload = item
+            if status == "msg":
+                self.on_message(payload)
+            else:
+                self.running.discard(task_id)
+                out.append((status, task_id, payload))
+            try:
+                item = self.results.get_nowait()
+            except queue.Empty:
+                item = None
+        if not out and self.running and any(not p.is_alive() for p in self.procs):
+            dead = [p.exitcode for p in self.procs if not p.is_alive()]
+            for task_id in list(self.running):
+                out.append(("error", task_id, {"kind": "internal", "message": f"a worker process died (exit codes {dead})"}))
+            self.running.clear()
+        return out
+
+    def close(self, kill: bool = False) -> None:
+        if kill:
+            for p in self.procs:
+                if p.is_alive():
+                    p.terminate()
+        else:
+            for _ in self.procs:
+                self.tasks.put(None)
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self.tasks.close()
+        self.results.close()
+
+
+class InlinePool:
+    """The same interface, running each task in the caller's thread when polled."""
+
+    def __init__(self, url: str, busy_timeout: float, on_message: MessageHandler, conn=None,
+                 check: Optional[Callable[[], None]] = None):
+        self.url = url
+        self.ctx = WorkContext(url, send=on_message, conn=conn, busy_timeout=busy_timeout, check=check)
+        self.queue: deque = deque()
+        self.running: set = set()
+
+    def submit(self, task_id, kind: str, args: dict) -> None:
+        self.running.add(task_id)
+        self.queue.append((task_id, kind, args))
+
+    def poll(self, timeout: float) -> list:
+        if not self.queue:
+            return []
+        task_id, kind, args = self.queue.popleft()
+        self.running.discard(task_id)
+        try:
+            return [("done", task_id, run_task(self.ctx, kind, args))]
+        except Cancelled:
+            raise
+        except Exception as exc:
+            return [("error", task_id, _error_payload(exc, self.url))]
+
+    def close(self, kill: bool = False) -> None:
+        self.ctx.close()
+
+
+def make_pool(url: str, workers: int, busy_timeout: float, on_message: MessageHandler, check=None, conn=None,
+              log: Optional[Callable[[str], None]] = None):
+    """A process pool of `workers`, or an inline pool for one worker (or a shared connection)."""
+    if workers <= 1 or conn is not None:
+        return InlinePool(url, busy_timeout, on_message, conn=conn, check=check)
+    try:
+        return ProcessPool(url, workers, busy_timeout, on_message)
+    except (OSError, AssertionError) as exc:  # e.g. inside a daemonic process
+        if log:
+            log(f"cannot start worker processes ({exc}); loading in this process")
+        return InlinePool(url, busy_timeout, on_message, check=check)

@@ -177,6 +177,10 @@ def profile_table(con: sqlite3.Connection, table: Table, has_json: Optional[bool
 def misfits(col, cp: ColumnProfile) -> tuple[int, str]:
     """How many values of a column do not fit its declared type, and what they are."""
     declared = col.declared_type.upper()
+    if "JSON" in declared:
+        return cp.non_null - cp.json_values, "values that are not valid JSON"
+    if "UUID" in declared or "GUID" in declared:
+        return cp.non_null - cp.uuids, "values that are not UUIDs"
     if "BOOL" in declared:
         bad = cp.non_null - cp.boolish
         return bad, "values that are not booleans (0/1/true/false)"
@@ -201,7 +205,12 @@ def misfit_samples(con: sqlite3.Connection, table: Table, col, limit: int = 3) -
     c = qi(col.name)
     t = f"typeof({c})"
     declared = col.declared_type.upper()
-    if "BOOL" in declared:
+    if "JSON" in declared:
+        cond = f"{c} IS NOT NULL AND NOT json_valid({c})"
+    elif "UUID" in declared or "GUID" in declared:
+        cond = (f"{c} IS NOT NULL AND NOT ({t}='text' AND ((length({c})=36 AND {c} GLOB '{UUID36_GLOB}') OR "
+                f"(length({c})=32 AND {c} GLOB '{UUID32_GLOB}')))")
+    elif "BOOL" in declared:
         cond = f"{c} IS NOT NULL AND NOT ({c} IN (0,1) OR ({t}='text' AND lower(trim({c})) IN ({', '.join(repr(w) for w in BOOL_WORDS)})))"
     elif is_datetime_type(declared):
         cond = f"{c} IS NOT NULL AND NOT ({t}='text' AND ({c} GLOB '{TS_GLOB}' OR {c} GLOB '{DATE_GLOB}' OR {c} GLOB '{TIME_GLOB}'))"

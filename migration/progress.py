@@ -130,7 +130,8 @@ class Reporter:
 
     def log(self, message: str, level: str = "info", table: Optional[str] = None) -> None:
         """A log line for the caller, the module logger and the step's log file."""
-        getattr(log, "warning" if level == "warning" else "error" if level == "error" else "info")(message)
+        # info lines are narration for the caller and the log file; only trouble goes to logging
+        getattr(log, "warning" if level == "warning" else "error" if level == "error" else "debug")(message)
         if self._log_file is not None:
             self._log_file.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {level.upper()} {message}\n")
             self._log_file.flush()

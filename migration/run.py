@@ -39,11 +39,15 @@ CHUNK_BYTES = 48 << 20  # COPY text per transaction: the unit of resumption
 MAX_CHUNK_ROWS = 300_000
 
 
-def column_specs(conn, schema: str, tp: TablePlan) -> list:
-    """The loaded columns of a table, with conversion kinds taken from the target's real types."""
+def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = False) -> list:
+    """The loaded columns of a table, with conversion kinds taken from the target's real types.
+
+    Generated columns are computed by PostgreSQL; they are compared (include_generated) but
+    not loaded.
+    """
     specs = []
     for col in target_columns(conn, schema, tp.target):
-        if col["generated"]:
+        if col["generated"] and not include_generated:
             continue
         cp = next((c for c in tp.columns if c.target == col["name"]), None)
         if cp is None:
@@ -147,6 +151,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout)
     report = state.report
     report.workers = state.workers
+    conn = connect(target_url, autocommit=True, purpose="run")  # an unusable target fails before any work
     current = current_plan(state.sources, workdir)
     if current is None:
         rep.log("no current unified_schema.sql for these sources in the workdir: generating it")
@@ -155,7 +160,6 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     else:
         plan, text = current
     report.artifacts.append(str(workdir / "unified_schema.sql"))
-    conn = connect(target_url, autocommit=True, purpose="run")
     try:
         if dry_run:
             with conn.transaction(force_rollback=True):

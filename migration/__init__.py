@@ -13,7 +13,7 @@ are optional callables (see below). Each step returns a report and also writes i
     steps.assess(sources, workdir, progress=None, busy_timeout=5.0) -> AssessReport
     steps.schema(sources, target_url, workdir, apply=False, progress=None, busy_timeout=5.0) -> SchemaReport
     steps.run(sources, target_url, workdir, dry_run=False, progress=None, should_cancel=None,
-              workers=None, busy_timeout=5.0) -> RunReport
+              workers=None, busy_timeout=5.0, chunk_rows=None) -> RunReport
     steps.validate(sources, target_url, workdir, progress=None, should_cancel=None,
                    workers=None, busy_timeout=5.0) -> ValidateReport
     steps.rollback(sources, target_url, workdir, manifest_path=None, progress=None) -> RollbackReport

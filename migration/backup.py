@@ -93,7 +93,8 @@ def backup_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
         entry = _backup_one(name, Path(path), folder / names[name], busy_timeout, rep)
         report.files.append(entry)
         if entry["integrity"] != "ok":
-            report.problem(f"{name}: integrity_check of the backup copy failed: {entry['integrity']}")
+            (folder / names[name]).unlink()
+            raise SourceError(f"{path}: is corrupt (integrity_check of its online backup: {entry['integrity']})")
         rep.table_done(name, f"{name} backed up ({entry['size']} bytes)")
     manifest = {"created": utc_now(), "backup_dir": str(folder), "files": report.files}
     manifest_path = folder / MANIFEST

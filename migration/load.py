@@ -75,7 +75,7 @@ class ChunkResult:
 def _ranges(job: TableJob, lo: Optional[int], hi: Optional[int]):
     """(predicate, params) of each batch of a chunk."""
     if job.rowid_name and lo is not None:
-        rid = job.rowid_name
+        rid = qi(job.rowid_name)
         start = lo
         while start <= hi:
             end = min(hi, start + job.batch_width - 1)
@@ -190,7 +190,7 @@ def _fast_copy(ctx, conn, con, job: TableJob, lo, hi, res: ChunkResult) -> None:
 
 
 def _strict_rows(con, job: TableJob, cond: str, params: tuple, guard: Optional[str]):
-    sel = [job.rowid_name or "NULL"] + [qi(k) for k in job.key_columns]
+    sel = [qi(job.rowid_name) if job.rowid_name else "NULL"] + [qi(k) for k in job.key_columns]
     for col in job.columns:
         sel.extend(fastpath.strict_select(col))
     where = cond if guard is None else f"({cond}) AND NOT ({_guard_case(guard)})"

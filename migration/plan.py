@@ -510,10 +510,11 @@ def _plan_foreign_keys(cat: SourceCatalog, t: Table, plans: dict, names: NameSpa
 
 def _plan_view(cat: SourceCatalog, name: str, sql: str, schema: str, names: NameSpace, plans: dict) -> ViewPlan:
     vp = ViewPlan(source=cat.name, name=name, schema=schema, target=names.claim(name), sql=None, original=sql)
-    columns = {}
+    columns, kinds = {}, {}
     for tp in plans.values():
         for c in tp.columns:
             columns.setdefault(c.source.lower(), quote_ident(c.target))
+            kinds.setdefault(c.source.lower(), c.kind)
     tables = {tp.table.lower(): tp.qualified for tp in plans.values()}
 
     def resolve(n):
@@ -521,7 +522,7 @@ def _plan_view(cat: SourceCatalog, name: str, sql: str, schema: str, names: Name
 
     try:
         vname, cols, select = parse_create_view(sql)
-        body = Translator(resolve=resolve).tokens(select)
+        body = Translator(resolve=resolve, kinds=lambda n: None if n.lower() in tables else kinds.get(n.lower())).tokens(select)
         collist = f" ({', '.join(quote_ident(c) for c in cols)})" if cols else ""
         vp.sql = f"CREATE VIEW {quote_ident(schema)}.{quote_ident(vp.target)}{collist} AS {body}"
     except (Untranslatable, SqlSyntaxError, StopIteration, IndexError) as exc:

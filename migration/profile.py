@@ -220,7 +220,7 @@ def misfit_samples(con: sqlite3.Connection, table: Table, col, limit: int = 3) -
         cond = f"{t} IN ('text','blob')"
     else:
         cond = f"{t}='blob' OR ({t}='text' AND instr({c}, char(0)) > 0)"
-    key = table.rowid_name or ", ".join(qi(k) for k in table.pk) or "NULL"
+    key = qi(table.rowid_name) if table.rowid_name else ", ".join(qi(k) for k in table.pk) or "NULL"
     out = []
     for row in con.execute(f"SELECT {key}, {t}, CAST(substr({c}, 1, 60) AS TEXT) FROM {qi(table.name)} WHERE {cond} LIMIT {limit}"):
         out.append({"key": row[0] if len(row) == 3 else list(row[:-2]), "type": row[-2], "value": row[-1]})

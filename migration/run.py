@@ -81,17 +81,21 @@ def _row_width(con, tp: TablePlan, cols: list) -> float:
     return (row[1] or 0) / row[0] if row[0] else 100.0
 
 
-def plan_chunks(con, tp: TablePlan, cols: list) -> tuple[list, int, int, int]:
+def plan_chunks(con, tp: TablePlan, cols: list, chunk_rows: Optional[int] = None) -> tuple[list, int, int, int]:
     """([(chunk_no, lo, hi)], rows, batch_rows, batch_width) for one table."""
     rows = con.execute(f"SELECT count(*) FROM {qi(tp.table)}").fetchone()[0]
     width = max(16.0, _row_width(con, tp, cols)) if rows else 100.0
     batch_rows = int(min(50_000, max(20, BATCH_BYTES / width)))
-    chunk_rows = int(min(MAX_CHUNK_ROWS, max(batch_rows, CHUNK_BYTES / width)))
+    if chunk_rows:
+        batch_rows = min(batch_rows, chunk_rows)
+    else:
+        chunk_rows = int(min(MAX_CHUNK_ROWS, max(batch_rows, CHUNK_BYTES / width)))
     if not rows:
         return [], 0, batch_rows, batch_rows
     if not tp.rowid_name:
         return [(0, None, None)], rows, batch_rows, batch_rows
-    lo, hi = con.execute(f"SELECT min({tp.rowid_name}), max({tp.rowid_name}) FROM {qi(tp.table)}").fetchone()
+    rid = qi(tp.rowid_name)
+    lo, hi = con.execute(f"SELECT min({rid}), max({rid}) FROM {qi(tp.table)}").fetchone()
     span = hi - lo + 1
     density = rows / span
     n_chunks = max(1, math.ceil(rows / chunk_rows))
@@ -110,7 +114,7 @@ def plan_chunks(con, tp: TablePlan, cols: list) -> tuple[list, int, int, int]:
 class _Run:
     """State of one run (or dry run) while it executes."""
 
-    def __init__(self, sources, url, workdir, dry_run, reporter: Reporter, workers, busy_timeout):
+    def __init__(self, sources, url, workdir, dry_run, reporter: Reporter, workers, busy_timeout, chunk_rows=None):
         self.sources = {k: Path(v) for k, v in sources.items()}
         self.url = url
         self.workdir = Path(workdir)
@@ -118,6 +122,7 @@ class _Run:
         self.rep = reporter
         self.workers = workers
         self.busy_timeout = busy_timeout
+        self.chunk_rows = chunk_rows
         self.report = RunReport(dry_run=dry_run)
         self.counts: dict = {}
         self.suffix = secrets.token_hex(3)
@@ -139,8 +144,12 @@ class _Run:
 
 
 def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = False, progress=None, should_cancel=None,
-             workers: Optional[int] = None, busy_timeout: float = 5.0) -> RunReport:
-    """Migrate the sources into the target (see the module docstring)."""
+             workers: Optional[int] = None, busy_timeout: float = 5.0, chunk_rows: Optional[int] = None) -> RunReport:
+    """Migrate the sources into the target (see the module docstring).
+
+    `chunk_rows` overrides the rows per transaction (the unit of resumption), which is
+    otherwise chosen from each table's row width.
+    """
     workdir = Path(workdir)
     if not target_url:
         raise InputError("the run step needs --target")
@@ -148,7 +157,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     if workers is None:
         # one more than the cores: each worker waits on PostgreSQL part of the time
         workers = max(2, min((os.cpu_count() or 1) + 1, 8))
-    state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout)
+    state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout, chunk_rows)
     report = state.report
     report.workers = state.workers
     conn = connect(target_url, autocommit=True, purpose="run")  # an unusable target fails before any work
@@ -233,7 +242,7 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
         cons[tp.source] = con
         fastpath.register_functions(con)
         if tp.key not in started:
-            chunks, rows, batch_rows, batch_width = plan_chunks(con, tp, cols)
+            chunks, rows, batch_rows, batch_width = plan_chunks(con, tp, cols, state.chunk_rows)
             with conn.transaction():
                 conn.execute(f"INSERT INTO {ctl}.tables (source, table_name, target, rows_at_start, chunks, plan_sha256) "
                              f"VALUES (%s, %s, %s, %s, %s, %s)",
@@ -242,7 +251,7 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
                     conn.execute(f"INSERT INTO {ctl}.chunks (source, table_name, chunk_no, lo, hi) VALUES (%s, %s, %s, %s, %s)",
                                  (tp.source, tp.table, k, lo, hi))
         else:
-            _, _, batch_rows, batch_width = plan_chunks(con, tp, cols)
+            _, _, batch_rows, batch_width = plan_chunks(con, tp, cols, state.chunk_rows)
         jobs[tp.key] = TableJob(key=tp.key, source=tp.source, path=str(src), table=tp.table,
                                 target=f"{quote_ident(schema)}.{quote_ident(tp.target)}", columns=cols,
                                 rowid_name=tp.rowid_name, key_columns=list(tp.pk_source) if not tp.rowid_name else

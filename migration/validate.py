@@ -79,7 +79,7 @@ def _exclusion(ctx: WorkContext, con, chk: TableCheck) -> str:
         con.execute("CREATE TEMP TABLE IF NOT EXISTS pgm_rejected (rid INTEGER PRIMARY KEY)")
         con.execute("DELETE FROM temp.pgm_rejected")
         con.executemany("INSERT OR IGNORE INTO temp.pgm_rejected VALUES (?)", [(r[0],) for r in rows if r[0] is not None])
-        return f"{chk.rowid_name} NOT IN (SELECT rid FROM temp.pgm_rejected)"
+        return f"{qi(chk.rowid_name)} NOT IN (SELECT rid FROM temp.pgm_rejected)"
     cols = ", ".join(f"k{i}" for i in range(len(chk.key_columns)))
     con.execute("DROP TABLE IF EXISTS temp.pgm_rejected")
     con.execute(f"CREATE TEMP TABLE pgm_rejected ({cols})")
@@ -291,14 +291,17 @@ def check_merge(ctx: WorkContext, chk: TableCheck) -> dict:
             if (out["rows_source"] & 0x3FFF) == 0:
                 ctx.send({"type": "rows", "table": chk.key, "read": 0x4000})
                 ctx.check()
+    def key_of(k: str) -> tuple:
+        return tuple(_fields(k, chk.key_specs)) if chk.key_specs else (k,)
+
     source, target = {}, {}
     for k, line in source_only.items():
-        source[(k,)] = _fields(line, chk.columns)
+        source[key_of(k)] = _fields(line, chk.columns)
     for k, line in target_only.items():
-        target[(k,)] = _fields(line, chk.columns)
+        target[key_of(k)] = _fields(line, chk.columns)
     for k, (a, b) in changed.items():
-        source[(k,)], target[(k,)] = _fields(a, chk.columns), _fields(b, chk.columns)
-    named = TableCheck(**{**chk.__dict__, "key_columns": [", ".join(chk.key_columns) or "row"]})
+        source[key_of(k)], target[key_of(k)] = _fields(a, chk.columns), _fields(b, chk.columns)
+    named = chk if chk.key_specs else TableCheck(**{**chk.__dict__, "key_columns": ["row"]})
     out["difference_count"] = _compare_rows(named, source, target, out["differences"], MAX_DIFFERENCES)
     out["mismatched_ranges"] = 1 if out["difference_count"] else 0
     return out
@@ -315,7 +318,7 @@ def check_foreign_key(ctx: WorkContext, chk: TableCheck, fk: dict) -> dict:
     t_rows = conn.execute(f"SELECT {t_key} FROM {chk.qualified} c WHERE {notnull} AND NOT EXISTS "
                           f"(SELECT 1 FROM {parent} p WHERE {match})").fetchall()
     s_key = fastpath.printf_line([fastpath.sqlite_canonical(s) for s in chk.key_specs]) if chk.key_specs \
-        else (chk.rowid_name or "NULL")
+        else (qi(chk.rowid_name) if chk.rowid_name else "NULL")
     s_notnull = " AND ".join(f"c.{qi(c)} IS NOT NULL" for c in fk["source_columns"])
     s_match = " AND ".join(f"p.{qi(r)} = c.{qi(c)}" for c, r in zip(fk["source_columns"], fk["source_ref_columns"]))
     s_rows = con.execute(f"SELECT {s_key} FROM {qi(chk.table)} AS c WHERE {s_notnull} AND NOT EXISTS "
@@ -420,6 +423,7 @@ def validate_step(sources: dict, target_url: str, workdir: Path, progress=None, 
     if not target_url:
         raise InputError("the validate step needs --target")
     sources = {k: Path(v) for k, v in sources.items()}
+    connect(target_url, purpose="validate").close()  # an unusable target fails before any work
     plan_path = workdir / PLAN_FILE
     if not plan_path.exists():
         raise InputError(f"{plan_path}: no plan; run the schema and run steps first (same --workdir)")

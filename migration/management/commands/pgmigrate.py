@@ -43,7 +43,7 @@ class ProgressPrinter:
             self._line(f"{event.step}: {event.level}: {event.message}")
         elif event.kind == "progress" and event.rows_total:
             now = time.monotonic()
-            if not self.tty and now - self.last < 1.0:
+            if not self.tty and now - self.last < 0.5:
                 return
             self.last = now
             frac = event.fraction or 0.0
@@ -84,6 +84,7 @@ class Command(BaseCommand):
         parser.add_argument("--manifest", help="restore/rollback: backup manifest (default: the newest in --workdir)")
         parser.add_argument("--dest", help="restore: directory to restore the files into")
         parser.add_argument("--workers", type=int, help="run/validate: worker processes (default: cores + 1)")
+        parser.add_argument("--chunk-rows", type=int, help="run: rows per transaction (default: from row width)")
         parser.add_argument("--busy-timeout", type=float, default=5.0,
                             help="seconds to wait for a SQLite file locked by a writer")
         parser.add_argument("--remove-sources", action="store_true",
@@ -140,7 +141,7 @@ class Command(BaseCommand):
             return steps.schema(sources, target, workdir, apply=opts["apply"], busy_timeout=opts["busy_timeout"], **common)
         if step == "run":
             return steps.run(sources, target, workdir, dry_run=opts["dry_run"], workers=opts["workers"],
-                             busy_timeout=opts["busy_timeout"], **common)
+                             busy_timeout=opts["busy_timeout"], chunk_rows=opts["chunk_rows"], **common)
         if step == "validate":
             return steps.validate(sources, target, workdir, workers=opts["workers"], busy_timeout=opts["busy_timeout"],
                                   **common)

@@ -92,9 +92,10 @@ def _run(fn):
 
 
 def _lock_runbook(runbook_id):
-    runbook = Runbook.objects.select_for_update().get(pk=runbook_id)
+    # The UPDATE both takes the row lock that serialises writes on this runbook and bumps the
+    # revision other people's pages poll for.
     Runbook.objects.filter(pk=runbook_id).update(revision=F("revision") + 1)
-    return runbook
+    return Runbook.objects.get(pk=runbook_id)
 
 
 def _lock_state(state_id):
@@ -146,7 +147,7 @@ def tick(user, state, note="", expected_version=None, earned_by=""):
     """Tick an item. `earned_by` names the job run that earned it (the user started the job)."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "tick")
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_tick(user, state, facts), user, "tick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
@@ -165,7 +166,7 @@ def untick(user, state, note="", expected_version=None):
     """Untick an item; in a signed-off phase this withdraws that sign-off and every later one."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "untick")
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_untick(user, state, facts), user, "untick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at, state.earned_by = False, None, None, ""
@@ -183,7 +184,7 @@ def untick(user, state, note="", expected_version=None):
 @_run
 def add_note(user, state, text):
     runbook, state = _lock_state(state.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_change_item(user, state, facts), user, "note", **_where(state))
     if not (text or "").strip():
         _check(rules.Decision(False, "A note cannot be empty.", 400), user, "note", **_where(state))
@@ -195,7 +196,7 @@ def add_note(user, state, text):
 @_run
 def mark_not_applicable(user, state, reason):
     runbook, state = _lock_state(state.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_mark_not_applicable(user, state, facts), user, "not-applicable", **_where(state))
     reason = (reason or "").strip()
     if not reason:
@@ -216,7 +217,7 @@ def mark_not_applicable(user, state, reason):
 @_run
 def clear_not_applicable(user, state, note=""):
     runbook, state = _lock_state(state.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_clear_not_applicable(user, state, facts), user, "applicable", **_where(state))
     before = _item_snapshot(state)
     state.not_applicable, state.na_reason = False, ""
@@ -264,7 +265,7 @@ def _withdraw_from(runbook, phase, user, reason, facts):
 def sign_off(user, runbook, phase, comment=""):
     """A lead signs off a complete phase, which opens the next one."""
     runbook = _lock_runbook(runbook.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_sign_off(user, phase, facts), user, "sign-off", obj=phase, runbook=runbook,
            phase=phase)
     record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
@@ -276,7 +277,7 @@ def sign_off(user, runbook, phase, comment=""):
 @_run
 def request_go_live(user, runbook, comment=""):
     runbook = _lock_runbook(runbook.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_request_go_live(user, facts), user, "go-live-request", obj=runbook,
            runbook=runbook)
     request = GoLiveRequest.objects.create(runbook=runbook, requested_by=user, comment=comment.strip())
@@ -289,11 +290,11 @@ def request_go_live(user, runbook, comment=""):
 def approve_go_live(user, runbook, comment=""):
     """A lead other than the requester approves; authorization is computed from the approvals."""
     runbook = _lock_runbook(runbook.pk)
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     _check(rules.can_approve_go_live(user, facts), user, "go-live-approve", obj=runbook,
            runbook=runbook)
     approval = GoLiveApproval.objects.create(request=facts.go_live, lead=user, comment=comment.strip())
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     block = rules.status_block(facts)
     audit.record("go-live-approve", actor=user, obj=approval, runbook=runbook,
                  after={"comment": approval.comment, "approvals": block.approvals,

@@ -129,7 +129,7 @@ def bind_template(template, data):
 
 def items_for(runbook, kind):
     return list(Item.objects.filter(group__phase__template_id=runbook.template_id,
-                                    job_bindings__kind=kind).order_by("group__phase__order",
+                                    job_bindings__kind=kind).select_related("group").order_by("group__phase__order",
                                                                        "group__order", "order"))
 
 
@@ -158,7 +158,7 @@ def start_job(user, runbook, kind_name, params=None):
     try:
         with transaction.atomic():
             runbook = Runbook.objects.select_for_update().get(pk=runbook.pk)
-            facts = rules.RunbookFacts.load(runbook)
+            facts = rules.RunbookFacts.load(runbook, states=False)
             items = items_for(runbook, kind.name)
             decision = rules.can_run_job(user, runbook, kind, items, facts)
             if not decision:

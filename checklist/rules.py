@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from .models import GoLiveRequest, ItemState, Phase, SignOff
+from django.db.models import Count, Q
+
+from .models import GoLiveRequest, Group, ItemState, Phase, SignOff
 
 MEMBER, LEAD, AUDITOR, ADMIN = "member", "lead", "auditor", "admin"
 ROLES = (MEMBER, LEAD, AUDITOR, ADMIN)
@@ -106,24 +108,41 @@ class PhaseStatus:
 
 @dataclass
 class RunbookFacts:
-    """Everything the rules need about one runbook, read in a fixed number of queries."""
+    """Everything the rules need about one runbook, read in a fixed number of queries.
+
+    `load(runbook)` also reads every ItemState (with its item, and the template's groups and
+    phases attached once, not joined per row) for pages and exports; `load(runbook,
+    states=False)` reads only the per-phase counts, which is all the rules themselves need and
+    what the write actions use while they hold the runbook's lock.
+    """
 
     runbook: object
     phases: list
-    states: list  # ItemState with item, group and phase joined, in checklist order
+    states: list | None  # ItemState in checklist order, or None when loaded without states
     sign_offs: dict  # phase_id -> the standing SignOff
     go_live: GoLiveRequest | None
     approvals: list
+    counts: dict = field(default_factory=dict)  # phase_id -> (done, total)
     statuses: dict = field(default_factory=dict)  # phase_id -> PhaseStatus
 
     @classmethod
-    def load(cls, runbook):
+    def load(cls, runbook, states=True):
         phases = list(Phase.objects.filter(template_id=runbook.template_id).order_by("order"))
-        states = list(
-            ItemState.objects.filter(runbook=runbook)
-            .select_related("item__group__phase", "checked_by")
-            .order_by("item__group__phase__order", "item__group__order", "item__order")
-        )
+        if states:
+            state_list = _load_states(runbook, phases)
+            counts = {}
+            for st in state_list:
+                done, total = counts.get(st.item.group.phase_id, (0, 0))
+                counts[st.item.group.phase_id] = (done + st.complete, total + 1)
+        else:
+            state_list = None
+            counts = {
+                row["item__group__phase_id"]: (row["done"], row["total"])
+                for row in ItemState.objects.filter(runbook=runbook)
+                .values("item__group__phase_id")
+                .annotate(total=Count("pk"),
+                          done=Count("pk", filter=Q(checked=True) | Q(not_applicable=True)))
+            }
         sign_offs = {
             s.phase_id: s
             for s in SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
@@ -135,7 +154,7 @@ class RunbookFacts:
             .first()
         )
         approvals = list(go_live.approvals.select_related("lead")) if go_live else []
-        facts = cls(runbook, phases, states, sign_offs, go_live, approvals)
+        facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts)
         facts.statuses = _phase_statuses(facts)
         return facts
 
@@ -147,20 +166,28 @@ class RunbookFacts:
         return self.statuses[phase.pk if hasattr(phase, "pk") else phase]
 
 
-def _phase_statuses(facts):
-    done, total = {}, {}
-    for st in facts.states:
-        pid = st.item.group.phase_id
-        total[pid] = total.get(pid, 0) + 1
-        done[pid] = done.get(pid, 0) + (1 if st.complete else 0)
+def _load_states(runbook, phases):
+    """Item states in checklist order, sharing one Group and one Phase object per group/phase."""
+    by_phase = {p.pk: p for p in phases}
+    groups = {}
+    for group in Group.objects.filter(phase__template_id=runbook.template_id):
+        group.phase = by_phase[group.phase_id]
+        groups[group.pk] = group
+    states = list(ItemState.objects.filter(runbook=runbook).select_related("item", "checked_by"))
+    for st in states:
+        st.item.group = groups[st.item.group_id]
+    states.sort(key=lambda st: (st.item.group.phase.order, st.item.group.order, st.item.order))
+    return states
 
+
+def _phase_statuses(facts):
     statuses = {}
     previous = None
     for phase in facts.gated:
         reason = ""
         if previous is not None and statuses[previous.pk].state != SIGNED_OFF:
             reason = f"{phase.short_title} opens when {previous.short_title} is complete and signed off."
-        statuses[phase.pk] = _status(phase, reason, done, total, facts.sign_offs.get(phase.pk))
+        statuses[phase.pk] = _status(phase, reason, facts.counts, facts.sign_offs.get(phase.pk))
         previous = phase
 
     gated = facts.gated
@@ -174,12 +201,12 @@ def _phase_statuses(facts):
         reason = ""
         if opener is not None and statuses[opener.pk].state == LOCKED:
             reason = f"The {phase.title} opens when the {opener.title} opens."
-        statuses[phase.pk] = _status(phase, reason, done, total, None)
+        statuses[phase.pk] = _status(phase, reason, facts.counts, None)
     return statuses
 
 
-def _status(phase, lock_reason, done, total, sign_off):
-    d, t = done.get(phase.pk, 0), total.get(phase.pk, 0)
+def _status(phase, lock_reason, counts, sign_off):
+    d, t = counts.get(phase.pk, (0, 0))
     if lock_reason:
         state = LOCKED
     elif sign_off is not None:
@@ -388,8 +415,8 @@ class StatusBlock:
 
 def status_block(facts):
     gated = [facts.status(p) for p in facts.gated]
-    done = sum(1 for st in facts.states if st.complete)
-    total = len(facts.states)
+    done = sum(d for d, _ in facts.counts.values())
+    total = sum(t for _, t in facts.counts.values())
     all_complete = all(s.state in (COMPLETE, SIGNED_OFF) for s in gated)
     signed = all_phases_signed_off(facts)
     required = approvals_required()

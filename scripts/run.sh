@@ -18,17 +18,26 @@ fi
 logins=$($PY manage.py seed_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"})
 $PY manage.py demo_runbook --fixtures "$FIXTURES"
 
-mkdir -p var/log
-.venv/bin/celery -A mingus_deploy worker --loglevel INFO -c 2 >var/log/worker.log 2>&1 &
+VAR=${MINGUS_VAR_DIR:-var}
+mkdir -p "$VAR/log"
+.venv/bin/celery -A mingus_deploy worker --loglevel INFO -c 2 >"$VAR/log/worker.log" 2>&1 &
 worker=$!
-.venv/bin/celery -A mingus_deploy beat --loglevel INFO -s var/celerybeat-schedule >var/log/beat.log 2>&1 &
+.venv/bin/celery -A mingus_deploy beat --loglevel INFO -s "$VAR/celerybeat-schedule" >"$VAR/log/beat.log" 2>&1 &
 beat=$!
-trap 'kill $worker $beat 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+stop() {
+  # A warm shutdown lets a running job finish its step; after 20 s the worker is killed, and the
+  # run it leaves behind is marked lost (re-running it resumes).
+  trap - EXIT INT TERM
+  kill -TERM "$worker" "$beat" 2>/dev/null || true
+  for _ in $(seq 40); do kill -0 "$worker" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL "$worker" "$beat" 2>/dev/null || true
+}
+trap stop EXIT INT TERM
 
 cat <<MSG
 
   mingus-deploy is running at http://127.0.0.1:$PORT/
-  Worker log: var/log/worker.log   (Ctrl-C stops the server and the worker)
+  Worker log: $VAR/log/worker.log   (Ctrl-C stops the server and the worker)
 $logins
 
 MSG

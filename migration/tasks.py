@@ -1,0 +1,121 @@
+"""Job handlers for the engine's steps: thin shells that read the runbook's sources and target,
+call one engine step with the run's progress and cancel hooks, and hand back its report.
+
+The generic task (checklist.tasks.run_job) records progress, evidence and earned ticks; each
+runbook has one work folder, so a re-run after a kill resumes where the engine's control table
+says it stopped.
+"""
+from pathlib import Path
+
+from checklist.tasks import JobCancelled, JobResult
+
+from . import steps
+from .errors import Cancelled, InputError
+
+
+class _Hooks:
+    """Engine ProgressEvents → the run's progress bar and log."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def __call__(self, event):
+        if event.kind == "log":
+            self.ctx.log(f"{event.level}: {event.message}" if event.level != "info" else event.message)
+            return
+        if event.kind == "table":
+            self.ctx.log(f"table {event.table} done ({event.rows_done} rows so far)")
+        percent = round(100 * event.fraction, 1) if event.fraction is not None else None
+        step = event.step + (f" · {event.table}" if event.table else "")
+        self.ctx.progress(step=step, percent=percent, rows=event.rows_done, eta_seconds=event.eta_s)
+
+
+def _call(ctx, fn, cancellable=False, **kwargs):
+    """Run one engine step; its report becomes the job's result."""
+    if cancellable:
+        kwargs["should_cancel"] = ctx.should_cancel
+    try:
+        report = fn(progress=_Hooks(ctx), **kwargs)
+    except Cancelled:
+        raise JobCancelled() from None
+    except InputError as exc:  # unusable input: the engine's message names the file or URL
+        return JobResult(ok=False, error=ctx.redact(str(exc)))
+    problems = list(report.problems)
+    return JobResult(
+        ok=bool(report.ok),
+        summary="; ".join(report.summary_lines()[:3]),
+        report=report.to_dict(),
+        artifacts=[Path(p) for p in report.artifacts],
+        figures=_figures(report),
+        error="" if report.ok else ctx.redact("; ".join(problems[:5]) or "The step found problems."),
+    )
+
+
+def _figures(report):
+    """The key figures of a step, for the evidence summary and the success criteria."""
+    if report.step == "run":
+        return {"dry_run": report.dry_run, **report.totals}
+    if report.step == "validate":
+        tables = report.tables
+        return {**report.totals,
+                "rows_checked": report.totals.get("source_rows", 0),
+                "mismatches": report.totals.get("differences", 0),
+                "missing_rows": sum(max(0, t["source_rows"] - t["target_rows"]) for t in tables),
+                "broken_references": sum(fk.get("new_count", 0) for fk in report.foreign_keys)}
+    if report.step == "schema":
+        return {"schema_sha256": report.schema_sha256, "tables": len(report.tables),
+                "applied": report.applied}
+    if report.step == "backup":
+        return {"files": len(report.files),
+                "restore_test_ok": bool(report.restore_test.get("ok"))}
+    if report.step == "assess":
+        return {"sources": len(report.sources), "conflicts": len(report.conflicts),
+                **{k: v for k, v in report.estimate.items() if isinstance(v, (int, float))}}
+    return {}
+
+
+def _workdir(ctx):
+    return ctx.workdir / "engine"
+
+
+def backup_job(ctx):
+    return _call(ctx, steps.backup, sources=ctx.sources(), workdir=_workdir(ctx))
+
+
+def restore_test_job(ctx):
+    """Restore the newest backup into a scratch folder, checksums verified."""
+    return _call(ctx, steps.restore, manifest_path=None, dest_dir=ctx.workdir / "restore-test",
+                 workdir=_workdir(ctx))
+
+
+def assess_job(ctx):
+    return _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx))
+
+
+def schema_job(ctx):
+    return _call(ctx, steps.schema, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx), apply=True)
+
+
+def dry_run_job(ctx):
+    return _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx), dry_run=True, cancellable=True)
+
+
+def migrate_job(ctx):
+    return _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx), cancellable=True)
+
+
+def validate_job(ctx):
+    return _call(ctx, steps.validate, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx), cancellable=True)
+
+
+def rollback_job(ctx):
+    return _call(ctx, steps.rollback, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx))
+
+
+def cleanup_job(ctx):
+    return _call(ctx, steps.cleanup, sources=ctx.sources(), workdir=_workdir(ctx))

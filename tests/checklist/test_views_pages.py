@@ -239,3 +239,17 @@ def test_htmx_writes_need_csrf(users, runbook):
     assert client.post(url, HTTP_HX_REQUEST="true").status_code == 403
     token = client.get(reverse("runbook", args=[runbook.pk])).context["csrf_token"]
     assert client.post(url, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=str(token)).status_code == 200
+
+
+@pytest.mark.django_db
+def test_runbook_page_loads_the_deployment_check_panels(client, runbook, users):
+    client.force_login(users["member"])
+    page = client.get(f"/runbooks/{runbook.pk}/").content.decode()
+    for name in ("trigger-banner", "success-criteria", "monitoring"):
+        url = reverse(name, args=[runbook.pk])
+        assert f'hx-get="{url}"' in page
+        response = client.get(url, HTTP_HX_REQUEST="true")
+        assert response.status_code == 200, name
+    criteria = client.get(reverse("success-criteria", args=[runbook.pk]),
+                          HTTP_HX_REQUEST="true").content.decode()
+    assert "Page load times" in criteria or "page load" in criteria.lower()

@@ -190,3 +190,26 @@ def test_a_new_schema_file_voids_the_approval(client, configured, users, worker,
     # The same file approved again stands.
     actions.approve_schema(users["lead"], rb, second, "ok again")
     assert schema_approval(rb).sha256 == second.sha256
+
+
+def test_the_target_password_never_reaches_logs_evidence_or_pages(client, runbook, users, worker,
+                                                                  tmp_path, target_db):
+    from .test_jobs import assert_secret_absent
+
+    secret = "Tg7-target-Pw-9931"
+    shutil.copyfile(FIXTURES / "alerts.db", tmp_path / "alerts.db")
+    actions.set_sources(users["lead"], runbook, {"alerts": str(tmp_path / "alerts.db")})
+    # Trust auth on the local server accepts any password, so the jobs really use this URL.
+    actions.set_target(users["lead"], runbook, target_db.replace("root@", f"root:{secret}@"))
+    client.force_login(users["member"])
+    assert wait_for_run(start(client, runbook, "schema"), ended, 300).state == "succeeded"
+    # A wrong port makes the engine report a connection error naming the URL.
+    actions.set_target(users["lead"], runbook,
+                       f"postgresql://root:{secret}@127.0.0.1:1/nowhere")
+    failed = wait_for_run(start(client, runbook, "schema"), ended, 300)
+    assert failed.state == "failed" and "127.0.0.1:1" in failed.error
+    assert_secret_absent(secret)
+    client.force_login(users["lead"])
+    for url in (f"/api/runbooks/{runbook.pk}/", f"/runbooks/{runbook.pk}/",
+                f"/runbooks/{runbook.pk}/settings/", f"/runbooks/{runbook.pk}/history.json"):
+        assert secret not in client.get(url).content.decode(), url

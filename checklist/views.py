@@ -335,8 +335,9 @@ def item_write_context(request, runbook, state_id):
 @reader_required
 def runbook_list(request):
     runbooks = []
-    for runbook in Runbook.objects.select_related("template").order_by("-created_at"):
-        facts = rules.RunbookFacts.load(runbook)
+    all_runbooks = Runbook.objects.select_related("template").order_by("-created_at")
+    for facts in rules.RunbookFacts.load_many(all_runbooks):
+        runbook = facts.runbook
         runbook.block = rules.status_block(facts)
         runbook.current = rules.current_phase(facts)
         runbooks.append(runbook)

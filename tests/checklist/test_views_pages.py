@@ -253,3 +253,23 @@ def test_runbook_page_loads_the_deployment_check_panels(client, runbook, users):
     criteria = client.get(reverse("success-criteria", args=[runbook.pk]),
                           HTTP_HX_REQUEST="true").content.decode()
     assert "Page load times" in criteria or "page load" in criteria.lower()
+
+
+@pytest.mark.django_db
+def test_runbooks_list_query_count_does_not_grow_with_runbooks(client, template, users,
+                                                               django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(users["auditor"])
+    first = actions.start_runbook(users["lead"], template, "one")
+    sign_off_through(first, 1, users["member"], users["lead"])
+    with CaptureQueriesContext(connection) as one:
+        page = client.get(reverse("runbook-list")).content.decode()
+    assert "Migration Phase" in page  # the current phase of "one"
+    for n in range(4):
+        actions.start_runbook(users["lead"], template, f"more {n}")
+    with CaptureQueriesContext(connection) as five:
+        page = client.get(reverse("runbook-list")).content.decode()
+    assert page.count("/ 136") == 5
+    assert len(five.captured_queries) == len(one.captured_queries)

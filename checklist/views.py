@@ -311,13 +311,18 @@ def runbook_context(request, runbook):
 def item_write_context(request, runbook, state_id):
     """What an item write changes on the page: the item, its group heading, its phase heading
     and the status block, from one load of the facts."""
-    facts = rules.RunbookFacts.load(runbook)
-    st = next(s for s in facts.states if s.pk == state_id)
+    # Counts are enough for the phase and status block; only this item's group is read whole.
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    group_id = ItemState.objects.filter(pk=state_id).values("item__group_id")[:1]
+    group_states = list(
+        ItemState.objects.filter(runbook=runbook, item__group_id=group_id)
+        .select_related("item__group__phase", "checked_by").order_by("item__order"))
+    st = next(s for s in group_states if s.pk == state_id)
     page = _Page(request, runbook, only=st)
     status = facts.status(st.item.group.phase_id)
     page.decorate(st, status)
     status.may_sign_off = bool(rules.can_sign_off(request.user, st.item.group.phase, facts))
-    group = _group(st.item.group, [s for s in facts.states if s.item.group_id == st.item.group_id])
+    group = _group(st.item.group, group_states)
     return {
         "runbook": runbook,
         "facts": facts,

@@ -20,7 +20,8 @@ from . import audit, rules
 from .api import runbook_document
 from .history import chain_status, filtered_events, history_access
 from .models import Evidence
-from .views import _runbook, evidence_file, file_sha256, reader_required
+from .tasks import file_sha256
+from .views import _runbook, evidence_file, reader_required
 
 COLUMNS = ["seq", "created_at", "actor", "action", "object_type", "object_id", "phase_id",
            "phase", "item_id", "item", "before", "after", "prev_hash", "hash"]

@@ -179,7 +179,8 @@ def run_job(self, run_id, params=None):
     finish(run, ctx, result, state)
 
 
-def _sha256(path):
+def file_sha256(path):
+    """The sha256 of a file, read in chunks (evidence can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -222,7 +223,7 @@ def finish(run, ctx, result, state):
         locked = TaskRun.objects.select_for_update().get(pk=run.pk)
         for kind, name, path in files:
             Evidence.objects.create(run=locked, name=name, kind=kind,
-                                    path=str(path.relative_to(media)), sha256=_sha256(path),
+                                    path=str(path.relative_to(media)), sha256=file_sha256(path),
                                     size=path.stat().st_size)
         if result.figures:
             Evidence.objects.create(run=locked, name="figures", kind="figures",
@@ -238,7 +239,7 @@ def finish(run, ctx, result, state):
         audit.record(f"job-{state}", actor=run.started_by, obj=locked, runbook=run.runbook,
                      after={"kind": run.kind, "summary": result.summary,
                             "error": locked.error, "evidence": [
-                                {"name": n, "sha256": _sha256(p)} for _, n, p in files]})
+                                {"name": n, "sha256": file_sha256(p)} for _, n, p in files]})
         if state == TaskRun.SUCCEEDED:
             earn(locked, ctx)
             from .jobs import get_kind

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import actions, jobs, rules
+from .tasks import file_sha256
 from .forms import RunbookSettingsForm
 from .models import (
     AuditEvent,
@@ -696,16 +697,6 @@ def evidence_file(evidence):
     if not evidence.path or not path.is_relative_to(root):
         return None
     return path
-
-
-def file_sha256(path):
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @require_GET

@@ -82,3 +82,24 @@ def wait_for_run(run, until, timeout=120):
 
 def ended(run):
     return not run.active
+
+
+def assert_secret_absent(secret):
+    """Search every stored byte: the app's tables, evidence and work files."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("checklist_taskrun", "checklist_evidence", "checklist_auditevent",
+                      "checklist_itemnote", "deploychecks_performancebaseline",
+                      "deploychecks_triggerfiring", "deploychecks_notification",
+                      "deploychecks_monitorsample", "deploychecks_runbookchecksettings"):
+            cursor.execute(f"SELECT * FROM {table}")
+            assert secret not in repr(cursor.fetchall()), table
+    for root in (settings.MEDIA_ROOT, settings.JOB_WORKDIR):
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                with open(os.path.join(dirpath, f), "rb") as fh:
+                    assert secret.encode() not in fh.read(), os.path.join(dirpath, f)

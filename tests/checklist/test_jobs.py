@@ -10,9 +10,9 @@ from django.db import connection
 
 from checklist import actions, jobs
 from checklist.models import AuditEvent, CommandSpec, Evidence, ItemState, TaskRun
-from checklist.tasks import _sha256
+from checklist.tasks import file_sha256
 
-from tests.conftest import ended, wait_for_run
+from tests.conftest import assert_secret_absent, ended, wait_for_run
 from tests.worker import start_worker
 
 SECRET = "s3cr3t-Pa55word-zq81"
@@ -62,26 +62,12 @@ def test_command_job_succeeds_earns_its_item_and_keeps_evidence(open_migration, 
             "command:init-db.log", "figures"} <= names
     for e in evidence:
         if e.path:
-            assert _sha256(settings.MEDIA_ROOT / e.path) == e.sha256
+            assert file_sha256(settings.MEDIA_ROOT / e.path) == e.sha256
     out = next(e for e in evidence if e.name.endswith(".out"))
     text = (settings.MEDIA_ROOT / out.path).read_text()
     assert "tables created" in text and "pw ***" in text
     assert next(e for e in evidence if e.kind == "figures").figures["exit_code"] == 0
     assert_secret_absent(SECRET)
-
-
-def assert_secret_absent(secret):
-    """Search every stored byte: the app's tables and every evidence and work file."""
-    with connection.cursor() as cursor:
-        for table in ("checklist_taskrun", "checklist_evidence", "checklist_auditevent",
-                      "checklist_itemnote"):
-            cursor.execute(f"SELECT * FROM {table}")
-            assert secret not in repr(cursor.fetchall()), table
-    for root in (settings.MEDIA_ROOT, settings.JOB_WORKDIR):
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                with open(os.path.join(dirpath, f), "rb") as fh:
-                    assert secret.encode() not in fh.read(), os.path.join(dirpath, f)
 
 
 def test_failing_command_leaves_the_item_unticked_and_says_why(open_migration, users, worker):

@@ -9,9 +9,9 @@ from django.conf import settings
 
 from checklist import actions
 from checklist.models import ItemState, TaskRun
-from checklist.tasks import _sha256
+from checklist.tasks import file_sha256
 
-from tests.conftest import FIXTURES, ended, wait_for_run
+from tests.conftest import FIXTURES, assert_secret_absent, ended, wait_for_run
 from tests.worker import start_worker
 
 from .factories import gated, states_of
@@ -58,7 +58,7 @@ def assert_evidence_matches_files(run):
     files = [e for e in run.evidence.all() if e.path]
     assert files, f"run #{run.pk} kept no evidence files"
     for e in files:
-        assert _sha256(settings.MEDIA_ROOT / e.path) == e.sha256, e.name
+        assert file_sha256(settings.MEDIA_ROOT / e.path) == e.sha256, e.name
 
 
 def test_backup_assess_schema_dry_run_run_validate_chain(client, configured, users, worker):
@@ -194,8 +194,6 @@ def test_a_new_schema_file_voids_the_approval(client, configured, users, worker,
 
 def test_the_target_password_never_reaches_logs_evidence_or_pages(client, runbook, users, worker,
                                                                   tmp_path, target_db):
-    from .test_jobs import assert_secret_absent
-
     secret = "Tg7-target-Pw-9931"
     shutil.copyfile(FIXTURES / "alerts.db", tmp_path / "alerts.db")
     actions.set_sources(users["lead"], runbook, {"alerts": str(tmp_path / "alerts.db")})

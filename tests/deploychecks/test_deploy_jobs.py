@@ -14,12 +14,12 @@ from django.db import connection
 
 from checklist import actions, jobs
 from checklist.models import AuditEvent, Evidence, ItemState, JobBinding, TaskRun
-from checklist.tasks import JobContext, JobResult, _sha256, finish, run_job
+from checklist.tasks import JobContext, JobResult, file_sha256, finish, run_job
 from deploychecks import criteria, monitor, triggers
 from deploychecks.models import (MonitorSample, Notification, PerformanceBaseline,
                                  RunbookCheckSettings, TriggerFiring)
 from tests.checklist.factories import sign_off_through
-from tests.conftest import ended, wait_for_run
+from tests.conftest import assert_secret_absent, ended, wait_for_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,28 +98,12 @@ def open_deployment(runbook, users):
 
 def report_of(run):
     ev = run.evidence.get(kind="report")
-    assert _sha256(settings.MEDIA_ROOT / ev.path) == ev.sha256
+    assert file_sha256(settings.MEDIA_ROOT / ev.path) == ev.sha256
     return json.loads((settings.MEDIA_ROOT / ev.path).read_text()), ev
 
 
 def ticked(runbook, text):
     return ItemState.objects.get(runbook=runbook, item__text=text)
-
-
-def assert_secret_absent(secret):
-    """Search every stored byte: the app's tables, evidence and work files."""
-    with connection.cursor() as cursor:
-        for table in ("checklist_taskrun", "checklist_evidence", "checklist_auditevent",
-                      "checklist_itemnote", "deploychecks_performancebaseline",
-                      "deploychecks_triggerfiring", "deploychecks_notification",
-                      "deploychecks_monitorsample", "deploychecks_runbookchecksettings"):
-            cursor.execute(f"SELECT * FROM {table}")
-            assert secret not in repr(cursor.fetchall()), table
-    for root in (settings.MEDIA_ROOT, settings.JOB_WORKDIR):
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                with open(os.path.join(dirpath, f), "rb") as fh:
-                    assert secret.encode() not in fh.read(), os.path.join(dirpath, f)
 
 
 # --- bindings ------------------------------------------------------------------------------------

@@ -426,10 +426,13 @@ def copy_field(kind: str, params: dict, typ: str, value: Any) -> str:
     raise Reject(f"no conversion for column kind {kind!r}")
 
 
+TEXT_NULL = "-1:"  # canonical NULL of length-prefixed kinds (text, json): no text spells it
+
+
 def canonical_field(kind: str, params: dict, typ: str, value: Any) -> str:
     """What PostgreSQL's canonical expression (`fastpath.pg_canonical`) gives for this value."""
     if value is None:
-        return "\\N"
+        return TEXT_NULL if kind in ("text", "json") else "\\N"
     if kind == "int":
         return str(to_int(typ, value, params))
     if kind == "float":

@@ -164,7 +164,7 @@ def render_schema(plan: Plan, generated_at: str) -> str:
         for item in plan.not_migrated:
             out.append(f"-- {item['kind']} {item['source']}.{item['name']}: {item['reason']}")
             if item.get("sql"):
-                out.append(_comment(item["sql"]).replace("-- ", "--     ", 1) if False else _comment(item["sql"]))
+                out.append(_comment(item["sql"]))
         for v in skipped_views:
             out.append(f"-- view {v.source}.{v.name}: {v.note}")
             out.append(_comment(v.original))

@@ -15,8 +15,8 @@ faster way to the same text for common values, and falls back to that very funct
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
@@ -158,12 +158,22 @@ def strict_select(col: ColumnSpec) -> tuple[str, str]:
     return f"typeof({c})", value
 
 
-def printf_line(pieces: list[str]) -> str:
-    """One SQL expression joining pieces with tabs (split to respect SQLite's argument limit)."""
-    groups = []
-    for k in range(0, len(pieces), PRINTF_ARGS):
-        part = pieces[k:k + PRINTF_ARGS]
-        groups.append(f"printf({_lit(chr(9).join(['%s'] * len(part)))}, {', '.join(part)})")
+def printf_line(pieces: list) -> str:
+    """One SQL expression joining pieces with tabs.
+
+    A piece is an SQL expression (printed with %s) or a (format, [expressions]) pair, so a
+    field made of several parts is printed without building intermediate strings. Long rows
+    are split over several printf calls to respect SQLite's argument limit.
+    """
+    groups, fmts, args = [], [], []
+    for piece in pieces:
+        fmt, exprs = piece if isinstance(piece, tuple) else ("%s", [piece])
+        if args and len(args) + len(exprs) > PRINTF_ARGS:
+            groups.append(f"printf({_lit(chr(9).join(fmts))}, {', '.join(args)})")
+            fmts, args = [], []
+        fmts.append(fmt)
+        args.extend(exprs)
+    groups.append(f"printf({_lit(chr(9).join(fmts))}, {', '.join(args)})")
     return " || char(9) || ".join(groups) if len(groups) > 1 else groups[0]
 
 
@@ -179,8 +189,8 @@ def _udf(col: ColumnSpec, c: str) -> str:
     return f"pgm_canon({_lit(col.kind)}, {_lit(col.params_json)}, typeof({c}), {strict_select(col)[1]})"
 
 
-def sqlite_canonical(col: ColumnSpec) -> str:
-    """SQL giving `convert.canonical_field` of a source value."""
+def sqlite_canonical(col: ColumnSpec):
+    """SQL giving `convert.canonical_field` of a source value (a `printf_line` piece)."""
     c = qi(col.source)
     t = f"typeof({c})"
     k = col.kind
@@ -197,9 +207,8 @@ def sqlite_canonical(col: ColumnSpec) -> str:
         suffix = f" || '.{'0' * scale}'" if scale else ""
         return f"CASE {t} WHEN 'integer' THEN {c}{suffix} WHEN 'null' THEN '\\N' ELSE {fallback} END"
     if k in ("text", "json"):
-        return (f"CASE {t} WHEN 'text' THEN length({c}) || ':' || {c} WHEN 'null' THEN '\\N' "
-                f"WHEN 'integer' THEN length({c}) || ':' || {c} "
-                f"WHEN 'real' THEN length(CAST({c} AS TEXT)) || ':' || CAST({c} AS TEXT) ELSE {fallback} END")
+        # length-prefixed, -1 for NULL: unambiguous whatever the text holds (see convert.TEXT_NULL)
+        return ("%d:%s", [f"ifnull(length({c}), -1)", c])
     if k == "bool":
         return f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {c} = 1 THEN 'true' WHEN {c} = 0 THEN 'false' ELSE {fallback} END"
     if k == "timestamp" and col.proven:
@@ -239,7 +248,7 @@ def pg_canonical(col: ColumnSpec) -> str:
     if k == "float":
         expr = f"encode({'float4send' if col.params.get('float4') else 'float8send'}({c}), 'hex')"
     elif k in ("text", "json"):
-        expr = f"length({c})::text || ':' || {c}"
+        return f"coalesce(length({c}), -1)::text || ':' || coalesce({c}, '')"
     elif k == "bytea":
         expr = f"encode({c}, 'hex')"
     else:
@@ -253,24 +262,14 @@ def pg_canonical_line(cols: list[ColumnSpec]) -> str:
 
 # ---- Python functions SQLite calls -------------------------------------------------------
 
-def _hexfloat(x):
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "Infinity" if x > 0 else "-Infinity"
-        return x.hex()
-    return x
-
-
-def _repr(x):
-    return convert.float_text(x) if isinstance(x, float) else x
+_pack_double = struct.Struct(">d").pack
 
 
 def _fbits(x):
+    # called once per float value: kept minimal (ints convert; SQLite stores no NaN)
     try:
-        return convert.float_bits(float(x))
-    except (TypeError, ValueError):
+        return _pack_double(x).hex()
+    except (TypeError, struct.error):
         return REJECT_MARK + "not a number"
 
 
@@ -279,6 +278,10 @@ def _fbits4(x):
         return convert.float_bits(convert.to_float("real", float(x), {"float4": True}), True)
     except (TypeError, ValueError, convert.Reject):
         return REJECT_MARK + "not a float4"
+
+
+def _repr(x):
+    return convert.float_text(x) if isinstance(x, float) else x
 
 
 @lru_cache(maxsize=256)
@@ -299,7 +302,8 @@ def _canon(kind, params_json, typ, value):
 
 def register_functions(con: sqlite3.Connection) -> None:
     """Make the pgm_* functions available to SQL on this connection."""
-    con.create_function("pgm_hexfloat", 1, _hexfloat, deterministic=True)
+    # only ever called on REAL values (see copy_piece); PostgreSQL reads 'inf' and hex floats
+    con.create_function("pgm_hexfloat", 1, float.hex, deterministic=True)
     con.create_function("pgm_repr", 1, _repr, deterministic=True)
     con.create_function("pgm_fbits", 1, _fbits, deterministic=True)
     con.create_function("pgm_fbits4", 1, _fbits4, deterministic=True)

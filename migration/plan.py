@@ -94,6 +94,7 @@ class TablePlan:
     strict: bool = False
     pk_source: list = field(default_factory=list)
     row_count: int = 0
+    copy_bytes_per_row: float = 0.0  # measured by the schema step's census
     sequence_floor: Optional[int] = None
     notes: list = field(default_factory=list)
 

@@ -209,7 +209,7 @@ class ValidateReport(Report):
     def details(self) -> list[str]:
         lines = [f"  {t['target']}: source {t['source_rows']} (minus {t['rejected']} rejected), target "
                  f"{t['target_rows']}, checksum {'match' if t['match'] else 'MISMATCH'}" for t in self.tables]
-        bad = [q for q in self.sample_queries if not q["equal"]]
+        bad = [q for q in self.sample_queries if q["equal"] is False]
         lines.append(f"sample queries: {len(self.sample_queries) - len(bad)}/{len(self.sample_queries)} equal")
         return lines
 

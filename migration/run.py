@@ -35,8 +35,8 @@ from .typemap import kind_for_pg_type
 from .workers import make_pool
 
 BATCH_BYTES = 4 << 20  # COPY text per SQLite query: bounds each worker's memory
-CHUNK_BYTES = 48 << 20  # COPY text per transaction: the unit of resumption
-MAX_CHUNK_ROWS = 300_000
+CHUNK_BYTES = 16 << 20  # COPY text per transaction: the unit of resumption
+MAX_CHUNK_ROWS = 150_000
 
 
 def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = False) -> list:
@@ -73,42 +73,42 @@ def _pg_params(cp) -> dict:
     return kind_for_pg_type(cp.pg_type)[1]
 
 
-def _row_width(con, tp: TablePlan, cols: list) -> float:
-    """Average COPY bytes per row, measured on a sample of the table."""
-    line, _ = fastpath.copy_line(cols)
-    row = con.execute(f"SELECT count(*), sum(length(CAST(line AS BLOB))) FROM (SELECT {line} AS line "
-                      f"FROM {qi(tp.table)} LIMIT 2000)").fetchone()
-    return (row[1] or 0) / row[0] if row[0] else 100.0
+def plan_chunks(con, tp: TablePlan, chunk_rows: Optional[int] = None) -> dict:
+    """How to cut one table: chunks [(chunk_no, lo, hi)] of rowids, and batch sizes.
 
-
-def plan_chunks(con, tp: TablePlan, cols: list, chunk_rows: Optional[int] = None) -> tuple[list, int, int, int]:
-    """([(chunk_no, lo, hi)], rows, batch_rows, batch_width) for one table."""
-    rows = con.execute(f"SELECT count(*) FROM {qi(tp.table)}").fetchone()[0]
-    width = max(16.0, _row_width(con, tp, cols)) if rows else 100.0
+    Chunks are the unit of resumption (one transaction each) and are sized in bytes of COPY
+    text; batches are the unit of memory (one SQLite query each). Row count and row width
+    come from the plan, which describes this very version of the file (see current_plan).
+    """
+    rows = tp.row_count
+    width = max(16.0, tp.copy_bytes_per_row or 100.0)
     batch_rows = int(min(50_000, max(20, BATCH_BYTES / width)))
     if chunk_rows:
         batch_rows = min(batch_rows, chunk_rows)
     else:
         chunk_rows = int(min(MAX_CHUNK_ROWS, max(batch_rows, CHUNK_BYTES / width)))
+    out = {"rows": rows, "row_bytes": width, "batch_rows": batch_rows, "batch_width": batch_rows,
+           "density": 1.0, "chunks": []}
     if not rows:
-        return [], 0, batch_rows, batch_rows
+        return out
     if not tp.rowid_name:
-        return [(0, None, None)], rows, batch_rows, batch_rows
+        out["chunks"] = [(0, None, None)]
+        return out
     rid = qi(tp.rowid_name)
-    lo, hi = con.execute(f"SELECT min({rid}), max({rid}) FROM {qi(tp.table)}").fetchone()
+    # two queries: SQLite answers a lone min() or max() of the rowid from the b-tree's ends,
+    # but scans the whole table for both at once
+    lo = con.execute(f"SELECT min({rid}) FROM {qi(tp.table)}").fetchone()[0]
+    hi = con.execute(f"SELECT max({rid}) FROM {qi(tp.table)}").fetchone()[0]
     span = hi - lo + 1
-    density = rows / span
-    n_chunks = max(1, math.ceil(rows / chunk_rows))
-    step = math.ceil(span / n_chunks)
-    chunks = []
+    out["density"] = rows / span
+    step = math.ceil(span / max(1, math.ceil(rows / chunk_rows)))
     start = lo
-    k = 0
     while start <= hi:
         end = min(hi, start + step - 1)
-        chunks.append((k, start, end))
-        start, k = end + 1, k + 1
-    batch_width = max(1, int(batch_rows / density))
-    return chunks, rows, batch_rows, batch_width
+        out["chunks"].append((len(out["chunks"]), start, end))
+        start = end + 1
+    out["batch_width"] = max(1, int(batch_rows / out["density"]))
+    return out
 
 
 class _Run:
@@ -241,29 +241,31 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
         con = cons.get(tp.source) or open_source(src, busy_timeout=state.busy_timeout)
         cons[tp.source] = con
         fastpath.register_functions(con)
-        if tp.key not in started:
-            chunks, rows, batch_rows, batch_width = plan_chunks(con, tp, cols, state.chunk_rows)
+        cut = plan_chunks(con, tp, state.chunk_rows)
+        if tp.key not in started:  # a resumed table keeps the chunks it was planned with
             with conn.transaction():
                 conn.execute(f"INSERT INTO {ctl}.tables (source, table_name, target, rows_at_start, chunks, plan_sha256) "
                              f"VALUES (%s, %s, %s, %s, %s, %s)",
-                             (tp.source, tp.table, f"{schema}.{tp.target}", rows, len(chunks), plan_sha))
-                for k, lo, hi in chunks:
+                             (tp.source, tp.table, f"{schema}.{tp.target}", cut["rows"], len(cut["chunks"]), plan_sha))
+                for k, lo, hi in cut["chunks"]:
                     conn.execute(f"INSERT INTO {ctl}.chunks (source, table_name, chunk_no, lo, hi) VALUES (%s, %s, %s, %s, %s)",
                                  (tp.source, tp.table, k, lo, hi))
-        else:
-            _, _, batch_rows, batch_width = plan_chunks(con, tp, cols, state.chunk_rows)
         jobs[tp.key] = TableJob(key=tp.key, source=tp.source, path=str(src), table=tp.table,
                                 target=f"{quote_ident(schema)}.{quote_ident(tp.target)}", columns=cols,
                                 rowid_name=tp.rowid_name, key_columns=list(tp.pk_source) if not tp.rowid_name else
                                 (list(tp.pk_source) if tp.pk_source else []),
-                                batch_rows=batch_rows, batch_width=batch_width, control=state.control)
+                                batch_rows=cut["batch_rows"], batch_width=cut["batch_width"], control=state.control)
         pending = conn.execute(
             f"SELECT c.chunk_no, c.lo, c.hi FROM {ctl}.chunks c WHERE c.source = %s AND c.table_name = %s AND NOT EXISTS "
             f"(SELECT 1 FROM {ctl}.progress p WHERE p.source = c.source AND p.table_name = c.table_name "
             f"AND p.chunk_no = c.chunk_no) ORDER BY c.chunk_no", (tp.source, tp.table)).fetchall()
+        table_bytes = cut["rows"] * cut["row_bytes"]
+        parent = any(fk.ref_table == tp.table and fk.status == "ok" for t in plan.tables if t.source == tp.source
+                     for fk in t.foreign_keys)
         for k, lo, hi in pending:
-            size = (hi - lo + 1) if lo is not None else tp.row_count
-            chunk_tasks.append((size, tp.key, k, lo, hi))
+            # Parents first (foreign keys wait for their keys), then the largest tables, each
+            # table's chunks together: its keys and indexes then build while others load.
+            chunk_tasks.append(((1 if parent else 0, table_bytes, -k), tp.key, k, lo, hi))
         totals += conn.execute(f"SELECT rows_at_start FROM {ctl}.tables WHERE source = %s AND table_name = %s",
                                (tp.source, tp.table)).fetchone()[0]
     for con in cons.values():
@@ -319,7 +321,7 @@ def _schedule(state: _Run, conn, pool, plan: Plan, jobs: dict, chunk_tasks: list
     ctl = quote_ident(state.control)
     steps_done = {(r[0], r[1], r[2]) for r in conn.execute(f"SELECT source, table_name, step FROM {ctl}.steps WHERE ok")}
     by_key = {tp.key: tp for tp in plan.tables}
-    chunk_tasks.sort(key=lambda t: -t[0])
+    chunk_tasks.sort(key=lambda t: t[0], reverse=True)
     queue = [("chunk", f"{key}#{k}", {"job": jobs[key], "chunk_no": k, "lo": lo, "hi": hi}, key)
              for _, key, k, lo, hi in chunk_tasks]
     chunks_left = {tp.key: 0 for tp in plan.tables}
@@ -481,6 +483,13 @@ def _summarise(state: _Run, conn, plan: Plan, statements: list) -> None:
     totals["seconds"] = round(elapsed, 2)
     totals["rows_per_s"] = round(totals["read"] / elapsed) if elapsed > 0 else None
     report.totals = totals
+    for name, path in state.sources.items():
+        before = plan.sources[name].get("identity") or {}
+        now = file_identity(path)
+        if (before.get("size"), before.get("change_counter"), before.get("wal_size")) != \
+                (now["size"], now["change_counter"], now["wal_size"]):
+            report.problem(f"{path} changed while it was being migrated (or since the schema step); "
+                           f"run validate to see the differences, or stop the writers and run again")
     report.rejects_file = _export_rejects(state, conn)
     if report.rejects_file:
         report.artifacts.append(report.rejects_file)

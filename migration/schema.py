@@ -17,7 +17,7 @@ from typing import Optional
 import psycopg
 
 from . import ddl, fastpath
-from .catalog import SourceCatalog, qi, read_catalog, resolve_fk_targets
+from .catalog import qi, read_catalog, resolve_fk_targets
 from .ddl_names import fit_name, quote_ident
 from .plan import Plan, build_plan
 from .profile import TableProfile, json_available, profile_table
@@ -139,6 +139,12 @@ def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Re
                     reporter.log(f"counting load shapes of {name}.{tp.table}")
                 row = con.execute(f"SELECT {', '.join(exprs)} FROM {qi(tp.table)}").fetchone()
                 total = row[0]
+                specs = [spec_for(cp, tp) for cp in tp.columns if not cp.generated]
+                line, _ = fastpath.copy_line(specs)
+                fastpath.register_functions(con)
+                n, size = con.execute(f"SELECT count(*), sum(length(CAST(line AS BLOB))) FROM (SELECT {line} AS line "
+                                      f"FROM {qi(tp.table)} LIMIT 2000)").fetchone()
+                tp.copy_bytes_per_row = round((size or 0) / n, 1) if n else 0.0
                 for (cp, key), value in zip(layout, row[1:]):
                     cp.fast[key] = (value or 0) == total
         finally:
@@ -301,8 +307,6 @@ def apply_statements(conn, statements: list, sections: tuple, control: str = CON
                     conn.execute(f"INSERT INTO {ctl}.created (object_kind, object_name) VALUES ('schema', %s) "
                                  f"ON CONFLICT DO NOTHING", (schema,))
                     present_schemas.add(schema)
-                if st.section == "prelude" and st.object.startswith("extension "):
-                    pass
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", "")[:2] in ("08", "57"):
                 raise

@@ -19,7 +19,8 @@ import json
 import os
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Optional
 
@@ -36,7 +37,8 @@ from .schema import PLAN_FILE, current_plan
 from .target import CONTROL_SCHEMA, connect, describe, schema_exists, table_exists
 from .workers import WorkContext, make_pool
 
-RANGE_ROWS = 40_000  # rows per checksummed range
+RANGE_ROWS = 40_000  # rows per checksummed range, at most
+RANGE_BYTES = 4 << 20  # canonical text per range, at most: bounds each worker's memory
 TASK_RANGES = 8  # ranges per worker task
 MAX_DIFFERENCES = 50  # named per table; the rest are counted
 
@@ -66,8 +68,9 @@ class TableCheck:
 
 # ---- helpers shared by the tasks ---------------------------------------------------------
 
-def _exclusion(ctx: WorkContext, con, chk: TableCheck) -> str:
+def _exclusion(ctx: WorkContext, con, chk: TableCheck, alias: str = "") -> str:
     """SQL condition leaving out the rows the run rejected (a temp table on the SQLite side)."""
+    pre = f"{alias}." if alias else ""
     if not chk.has_control:
         return "1"
     conn = ctx.pg()
@@ -79,7 +82,7 @@ def _exclusion(ctx: WorkContext, con, chk: TableCheck) -> str:
         con.execute("CREATE TEMP TABLE IF NOT EXISTS pgm_rejected (rid INTEGER PRIMARY KEY)")
         con.execute("DELETE FROM temp.pgm_rejected")
         con.executemany("INSERT OR IGNORE INTO temp.pgm_rejected VALUES (?)", [(r[0],) for r in rows if r[0] is not None])
-        return f"{qi(chk.rowid_name)} NOT IN (SELECT rid FROM temp.pgm_rejected)"
+        return f"{pre}{qi(chk.rowid_name)} NOT IN (SELECT rid FROM temp.pgm_rejected)"
     cols = ", ".join(f"k{i}" for i in range(len(chk.key_columns)))
     con.execute("DROP TABLE IF EXISTS temp.pgm_rejected")
     con.execute(f"CREATE TEMP TABLE pgm_rejected ({cols})")
@@ -88,7 +91,7 @@ def _exclusion(ctx: WorkContext, con, chk: TableCheck) -> str:
         key = key if isinstance(key, dict) else json.loads(key or "{}")
         values.append(tuple(_raw(key.get(k)) for k in chk.key_columns))
     con.executemany(f"INSERT INTO temp.pgm_rejected VALUES ({', '.join('?' for _ in chk.key_columns)})", values)
-    keys = ", ".join(qi(k) for k in chk.key_columns)
+    keys = ", ".join(pre + qi(k) for k in chk.key_columns)
     return f"({keys}) NOT IN (SELECT {cols} FROM temp.pgm_rejected)"
 
 
@@ -104,10 +107,10 @@ def _fields(line: str, specs: list) -> list:
     """Split a canonical line back into its fields (text fields are length-prefixed)."""
     out, pos = [], 0
     for k, spec in enumerate(specs):
-        if spec.kind in ("text", "json") and not line.startswith("\\N", pos):
+        if spec.kind in ("text", "json"):
             colon = line.index(":", pos)
             n = int(line[pos:colon])
-            end = colon + 1 + n
+            end = colon + 1 + max(n, 0)
             out.append(line[pos:end])
             pos = end + 1
         else:
@@ -119,7 +122,7 @@ def _fields(line: str, specs: list) -> list:
 
 
 def _show(field_text: str, limit: int = 80, kind: str = "") -> str:
-    if field_text == "\\N":
+    if field_text in ("\\N", convert.TEXT_NULL):
         return "NULL"
     if kind == "float" and len(field_text) in (8, 16):
         try:
@@ -200,8 +203,11 @@ def check_ranges(ctx: WorkContext, chk: TableCheck, ranges: list) -> dict:
     t_line = fastpath.pg_canonical_line(chk.columns)
     s_sql = (f"SELECT count(*), group_concat(line, char(10)) FROM (SELECT {s_line} AS line FROM {qi(chk.table)} "
              f"WHERE {k_src} BETWEEN ? AND ? AND {excl} ORDER BY {k_src} LIMIT -1)")
-    t_sql = (f"SELECT count(*), md5(string_agg(line, E'\\n' ORDER BY k)) FROM (SELECT {k_tgt} AS k, {t_line} AS line "
-             f"FROM {chk.qualified} WHERE {k_tgt} BETWEEN %s AND %s) s")
+    # The key index returns the rows in order, and string_agg keeps its input order as long as
+    # no parallel plan reorders it; an ORDER BY inside string_agg would sort every range again.
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    t_sql = (f"SELECT count(*), md5(string_agg(line, E'\\n')) FROM (SELECT {t_line} AS line "
+             f"FROM {chk.qualified} WHERE {k_tgt} BETWEEN %s AND %s ORDER BY {k_tgt}) s")
     target_digests: dict = {}
     errors: list = []
 
@@ -317,6 +323,10 @@ def check_foreign_key(ctx: WorkContext, chk: TableCheck, fk: dict) -> dict:
     t_key = fastpath.pg_canonical_line(chk.key_specs) if chk.key_specs else "ctid::text"
     t_rows = conn.execute(f"SELECT {t_key} FROM {chk.qualified} c WHERE {notnull} AND NOT EXISTS "
                           f"(SELECT 1 FROM {parent} p WHERE {match})").fetchall()
+    out = {"key": chk.key, "name": fk["name"], "parent": fk["ref_table"], "dangling_target": len(t_rows),
+           "dangling_source": None, "new_count": 0, "new": []}
+    if not t_rows:  # nothing dangling in the target: nothing to tell apart
+        return out
     s_key = fastpath.printf_line([fastpath.sqlite_canonical(s) for s in chk.key_specs]) if chk.key_specs \
         else (qi(chk.rowid_name) if chk.rowid_name else "NULL")
     s_notnull = " AND ".join(f"c.{qi(c)} IS NOT NULL" for c in fk["source_columns"])
@@ -326,29 +336,33 @@ def check_foreign_key(ctx: WorkContext, chk: TableCheck, fk: dict) -> dict:
     target_keys = {str(r[0]) for r in t_rows}
     source_keys = {r[0].decode() if isinstance(r[0], bytes) else str(r[0]) for r in s_rows}
     new = sorted(target_keys - source_keys) if chk.key_specs else []
-    new_count = len(new) if chk.key_specs else max(0, len(target_keys) - len(source_keys))
-    return {"key": chk.key, "name": fk["name"], "parent": fk["ref_table"], "dangling_target": len(target_keys),
-            "dangling_source": len(source_keys), "new_count": new_count,
-            "new": [_key_name(chk, _fields(k, chk.key_specs)) for k in new[:MAX_DIFFERENCES]]}
+    out.update(dangling_source=len(source_keys),
+               new_count=len(new) if chk.key_specs else max(0, len(target_keys) - len(source_keys)),
+               new=[_key_name(chk, _fields(k, chk.key_specs)) for k in new[:MAX_DIFFERENCES]])
+    return out
 
 
 def sample_queries(ctx: WorkContext, chk: TableCheck, queries: list) -> list:
-    """Run each (label, sqlite sql, postgres sql) pair and compare the answers."""
+    """Run each (label, sqlite sql, postgres sql) pair and compare the answers.
+
+    ``{EXCL}`` in the SQLite query stands for "not a rejected row" (``{EXCL_C}`` for the
+    same on the alias c in joins).
+    """
     con = ctx.sqlite(chk.path)
     conn = ctx.pg()
     excl = _exclusion(ctx, con, chk)
+    excl_c = _exclusion(ctx, con, chk, alias="c")
     out = []
     for label, s_sql, t_sql in queries:
-        s_sql = s_sql.replace("{EXCL}", excl)
+        s_sql = s_sql.replace("{EXCL_C}", excl_c).replace("{EXCL}", excl)
+        b = [_norm(x) for x in conn.execute(t_sql).fetchone()]
         try:
-            a = con.execute(s_sql).fetchone()
-            a = [v.decode() if isinstance(v, bytes) else v for v in a]
-        except Exception as exc:  # e.g. SQLite's sum() overflowing: the answer is "unknown"
-            a = [f"error: {exc}"]
-        b = list(conn.execute(t_sql).fetchone())
-        equal = [_norm(x) for x in a] == [_norm(x) for x in b]
+            a = [_norm(v.decode() if isinstance(v, bytes) else v) for v in con.execute(s_sql).fetchone()]
+            equal = a == b
+        except Exception as exc:  # SQLite's sum() overflows where PostgreSQL's does not
+            a, equal = [f"not comparable: {exc}"], None
         out.append({"table": chk.key, "query": label, "sqlite": s_sql, "postgres": t_sql,
-                    "sqlite_answer": [_norm(x) for x in a], "postgres_answer": [_norm(x) for x in b], "equal": equal})
+                    "sqlite_answer": a, "postgres_answer": b, "equal": equal})
     return out
 
 
@@ -357,12 +371,8 @@ def _norm(value):
         return None
     if isinstance(value, float):
         return round(value, 6)
-    try:
-        from decimal import Decimal
-        if isinstance(value, Decimal):
-            return int(value) if value == int(value) else round(float(value), 6)
-    except (ValueError, OverflowError):
-        pass
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else round(float(value), 6)
     return value
 
 
@@ -389,30 +399,29 @@ def _checks_for(conn, plan: Plan, sources: dict, has_control: bool) -> list:
 
 
 def _sample_sql(chk: TableCheck, tp: TablePlan) -> list:
+    """(label, SQLite SQL, PostgreSQL SQL) of the sample queries for one table.
+
+    One aggregate query per table (row count; min, max and sum of the key; sums of up to
+    three integer columns; non-null count and longest value of up to two text columns): one
+    scan on each side, little beside the checksums. Joins are checked by `check_foreign_key`.
+    """
     t = qi(chk.table)
-    q = [("row count", f"SELECT count(*) FROM {t} WHERE {{EXCL}}", f"SELECT count(*) FROM {chk.qualified}")]
+    s_parts, t_parts, labels = ["count(*)"], ["count(*)"], ["rows"]
     if chk.int_key:
         s, g = qi(chk.int_key), quote_ident(chk.key_specs[0].target)
-        q.append(("key min/max/sum", f"SELECT min({s}), max({s}), sum({s}) FROM {t} WHERE {{EXCL}}",
-                  f"SELECT min({g}), max({g}), sum({g}) FROM {chk.qualified}"))
-    ints = [c for c in chk.columns if c.kind == "int" and c.source != chk.int_key][:3]
-    for c in ints:
-        q.append((f"sum({c.source})", f"SELECT sum({qi(c.source)}) FROM {t} WHERE {{EXCL}}",
-                  f"SELECT sum({quote_ident(c.target)}) FROM {chk.qualified}"))
-    texts = [c for c in chk.columns if c.kind == "text"][:2]
-    for c in texts:
-        q.append((f"count({c.source}) and longest", f"SELECT count({qi(c.source)}), max(length({qi(c.source)})) "
-                  f"FROM {t} WHERE {{EXCL}}",
-                  f"SELECT count({quote_ident(c.target)}), max(length({quote_ident(c.target)})) FROM {chk.qualified}"))
-    for fk in tp.foreign_keys:
-        if fk.status != "ok":
-            continue
-        on_s = " AND ".join(f"p.{qi(r)} = c.{qi(c)}" for c, r in zip(fk.source_columns, fk.source_ref_columns))
-        on_t = " AND ".join(f"p.{quote_ident(r)} = c.{quote_ident(c)}" for c, r in zip(fk.columns, fk.ref_columns))
-        q.append((f"rows joined to {fk.ref_table}",
-                  f"SELECT count(*) FROM {t} c JOIN {qi(fk.ref_table)} p ON {on_s} WHERE {{EXCL}}",
-                  f"SELECT count(*) FROM {chk.qualified} c JOIN {quote_ident(chk.schema)}.{quote_ident(fk.ref_target)} p "
-                  f"ON {on_t}"))
+        s_parts += [f"min({s})", f"max({s})", f"sum({s})"]
+        t_parts += [f"min({g})", f"max({g})", f"sum({g})"]
+        labels += [f"min({chk.int_key})", f"max({chk.int_key})", f"sum({chk.int_key})"]
+    for c in [c for c in chk.columns if c.kind == "int" and c.source != chk.int_key][:3]:
+        s_parts.append(f"sum({qi(c.source)})")
+        t_parts.append(f"sum({quote_ident(c.target)})")
+        labels.append(f"sum({c.source})")
+    for c in [c for c in chk.columns if c.kind == "text"][:2]:
+        s_parts += [f"count({qi(c.source)})", f"max(length({qi(c.source)}))"]
+        t_parts += [f"count({quote_ident(c.target)})", f"max(length({quote_ident(c.target)}))"]
+        labels += [f"count({c.source})", f"longest {c.source}"]
+    q = [(", ".join(labels), f"SELECT {', '.join(s_parts)} FROM {t} WHERE {{EXCL}}",
+          f"SELECT {', '.join(t_parts)} FROM {chk.qualified}")]
     return q
 
 
@@ -466,14 +475,21 @@ def _plan_ranges(chk: TableCheck) -> tuple[list, int]:
 
     con = open_source(Path(chk.path))
     try:
+        fastpath.register_functions(con)
         k = qi(chk.int_key)
-        n, lo, hi = con.execute(f"SELECT count(*), min({k}), max({k}) FROM {qi(chk.table)}").fetchone()
+        n = con.execute(f"SELECT count(*) FROM {qi(chk.table)}").fetchone()[0]
+        lo = con.execute(f"SELECT min({k}) FROM {qi(chk.table)}").fetchone()[0]  # one each: see run.plan_chunks
+        hi = con.execute(f"SELECT max({k}) FROM {qi(chk.table)}").fetchone()[0]
+        sample = con.execute(f"SELECT count(*), sum(length(CAST(line AS BLOB))) FROM (SELECT "
+                             f"{fastpath.sqlite_canonical_line(chk.columns)} AS line FROM {qi(chk.table)} LIMIT 1000)").fetchone()
     finally:
         con.close()
+    row_bytes = max(16.0, (sample[1] or 0) / sample[0]) if sample[0] else 100.0
     lo = -(2 ** 63) if lo is None else lo
     hi = lo if hi is None else hi
     density = n / (hi - lo + 1) if n else 1
-    width = max(1, int(RANGE_ROWS / max(density, 1e-9)))
+    rows = max(50, min(RANGE_ROWS, int(RANGE_BYTES / row_bytes)))
+    width = max(1, int(rows / max(density, 1e-9)))
     # open ends catch target rows outside the source's key range
     ranges = [(-(2 ** 63), lo - 1)] if lo > -(2 ** 63) else []
     start = lo
@@ -590,6 +606,8 @@ def _absorb(report: ValidateReport, per_table: dict, kind: str, payload) -> None
     elif kind == "vsample":
         report.sample_queries.extend(payload)
         for q in payload:
-            if not q["equal"]:
+            if q["equal"] is None:
+                report.warn(f"{q['table']}: sample query '{q['query']}' not comparable: {q['sqlite_answer'][0]}")
+            elif not q["equal"]:
                 report.problem(f"{q['table']}: sample query '{q['query']}' answers differ: SQLite "
                                f"{q['sqlite_answer']}, PostgreSQL {q['postgres_answer']}")

@@ -171,6 +171,11 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     report.artifacts.append(str(workdir / "unified_schema.sql"))
     try:
         if dry_run:
+            # The rehearsal uses throwaway schema names, so it renders the plan's statements;
+            # say so if the reviewed file differs from them.
+            if _file_differs_from_plan(text, plan):
+                report.warn("unified_schema.sql was edited after it was generated; the dry run used the "
+                            "generated statements (the real run uses the edited file)")
             with conn.transaction(force_rollback=True):
                 _execute(state, conn, plan, ddl.statements(plan, state.schema_of), sha256_text(text))
         else:
@@ -188,6 +193,12 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     report.finish()
     write_report(report, workdir)
     return report
+
+
+def _file_differs_from_plan(text: str, plan: Plan) -> bool:
+    """Whether unified_schema.sql holds statements other than the ones the plan renders."""
+    key = lambda s: (s.section, s.schema, s.object, s.sql)  # noqa: E731
+    return [key(s) for s in ddl.parse_schema_file(text)] != [key(s) for s in ddl.statements(plan)]
 
 
 def _execute(state: _Run, conn, plan: Plan, statements: list, plan_sha: str) -> None:
@@ -478,7 +489,11 @@ def _summarise(state: _Run, conn, plan: Plan, statements: list) -> None:
         if in_target != loaded:
             report.problem(f"{tp.key}: the target holds {in_target} rows but {loaded} were loaded")
         if rejected:
-            report.problem(f"{tp.key}: {rejected} rows rejected (see the rejects file)")
+            reasons = [r[0] for r in conn.execute(
+                f"SELECT reason FROM {ctl}.rejects WHERE source = %s AND table_name = %s ORDER BY id LIMIT 5",
+                (tp.source, tp.table))]
+            entry["reject_examples"] = reasons
+            report.problem(f"{tp.key}: {rejected} rows rejected (see the rejects file), e.g. {reasons[0]}")
     elapsed = time.monotonic() - report._t0
     totals["seconds"] = round(elapsed, 2)
     totals["rows_per_s"] = round(totals["read"] / elapsed) if elapsed > 0 else None

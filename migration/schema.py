@@ -334,10 +334,17 @@ def verify(conn, statements: list, plan: Optional[Plan] = None, schema_of=lambda
         if st.section == "prelude":
             ok = (st.object.split(" ", 1)[1] in exts) if st.object.startswith("extension ") else schema in nsp
         elif st.section == "table":
-            ok = bool(target_columns(conn, schema, st.table))
+            cols = {c["name"]: c for c in target_columns(conn, schema, st.table)}
+            ok = bool(cols)
             if ok and plan is not None:
                 tp = next((t for t in plan.tables if t.schema == st.schema and t.target == st.table), None)
                 if tp is not None:
+                    for c in tp.columns:
+                        checked += 1
+                        if c.target not in cols:
+                            missing.append(f"column {schema}.{st.table}.{c.target}")
+                        elif (c.notnull or c.identity) and not cols[c.target]["notnull"]:
+                            missing.append(f"NOT NULL on {schema}.{st.table}.{c.target}")
                     for c in tp.constraints:
                         if c.kind == "check" and c.status == "ok":
                             checked += 1

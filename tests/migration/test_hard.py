@@ -98,3 +98,17 @@ def test_validate_compares_without_rowid_and_uuid_keyed_tables_by_key(hard):
     keys = {(d["table"], d["key"], d["kind"]) for d in rep.differences}
     assert ("hard.pairs", "code=a, seq=2", "changed") in keys
     assert ("hard.things", "id=c0519b2c-3774-4ebb-a5d6-eba33de9a43d", "missing in target") in keys
+
+
+def test_dry_run_of_an_edited_schema_says_which_statements_it_used(hard, tmp_path):
+    work = hard["work"]
+    sql_path = work / "unified_schema.sql"
+    original = sql_path.read_text()
+    sql_path.write_text(original.replace("label text", "label varchar(200)"))
+    try:
+        rep = steps.run(hard["sources"], hard["url"], work, dry_run=True)
+    finally:
+        sql_path.write_text(original)
+    assert any("edited after it was generated" in w for w in rep.warnings)
+    mine = next(t for t in rep.tables if t["table"] == "my table")
+    assert mine["rejected"] == 6 and "integer" in mine["reject_examples"][0]

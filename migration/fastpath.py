@@ -46,6 +46,7 @@ class ColumnSpec:
     proven: bool = False  # every value passes copy_guard
     plain: bool = False  # no text value needs COPY escaping
     float17: bool = False  # SQLite's 17-digit printf is exact for every value
+    nonull: bool = False  # the column holds no NULL
 
     @property
     def params_json(self) -> str:
@@ -127,23 +128,30 @@ def copy_piece(col: ColumnSpec) -> str:
     """SQL giving the COPY text of a value that passed `copy_guard` (\\N for NULL)."""
     c = qi(col.source)
     k = col.kind
+    # No NULL to print: the target refuses them (the guard sends them to `convert`) or the
+    # census found none. Every function call saved here is saved for every row.
+    bare = col.notnull or col.nonull
+
+    def null_or(expr: str) -> str:
+        return expr if bare else f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {expr} END"
+
     if k == "int":
-        return c if col.notnull else f"ifnull({c}, '\\N')"
+        return c if bare else f"ifnull({c}, '\\N')"
     if k == "float" and col.float17:
-        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE printf('%!.17g', {c}) END"
+        return null_or(f"printf('%!.17g', {c})")
     if k == "float":
         return f"CASE typeof({c}) WHEN 'real' THEN pgm_hexfloat({c}) WHEN 'integer' THEN {c} ELSE '\\N' END"
     if k == "numeric":
         return f"CASE typeof({c}) WHEN 'integer' THEN {c} WHEN 'real' THEN pgm_repr({c}) ELSE '\\N' END"
     if k in ("text", "json", "jsonb"):
         if col.plain:
-            return c if col.notnull else f"ifnull({c}, '\\N')"
-        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {_escaped(c)} END"
+            return c if bare else f"ifnull({c}, '\\N')"
+        return null_or(_escaped(c))
     if k == "bool":
         return f"CASE {c} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
     if k == "bytea":
-        return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE '\\\\x' || hex({c}) END"
-    return f"ifnull({c}, '\\N')"
+        return null_or(f"'\\\\x' || hex({c})")
+    return c if bare else f"ifnull({c}, '\\N')"
 
 
 def strict_select(col: ColumnSpec) -> tuple[str, str]:

@@ -62,6 +62,7 @@ def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = Fal
             spec.proven = bool(cp.fast.get("guard"))
             spec.plain = bool(cp.fast.get("plain"))
             spec.float17 = bool(cp.fast.get("float17"))
+            spec.nonull = bool(cp.fast.get("nonull"))
         specs.append(spec)
     if not specs:
         raise InputError(f"target table {schema}.{tp.target} does not exist or has no columns")
@@ -263,8 +264,7 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
                                  (tp.source, tp.table, k, lo, hi))
         jobs[tp.key] = TableJob(key=tp.key, source=tp.source, path=str(src), table=tp.table,
                                 target=f"{quote_ident(schema)}.{quote_ident(tp.target)}", columns=cols,
-                                rowid_name=tp.rowid_name, key_columns=list(tp.pk_source) if not tp.rowid_name else
-                                (list(tp.pk_source) if tp.pk_source else []),
+                                rowid_name=tp.rowid_name, key_columns=list(tp.pk_source),
                                 batch_rows=cut["batch_rows"], batch_width=cut["batch_width"], control=state.control)
         pending = conn.execute(
             f"SELECT c.chunk_no, c.lo, c.hi FROM {ctl}.chunks c WHERE c.source = %s AND c.table_name = %s AND NOT EXISTS "

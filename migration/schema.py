@@ -129,6 +129,8 @@ def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Re
                     guard = fastpath.copy_guard(spec, census=True)
                     exprs.append(f"sum(CASE WHEN {guard} THEN 1 ELSE 0 END)" if guard else "count(*)")
                     layout.append((cp, "guard"))
+                    exprs.append(f"count({c})")
+                    layout.append((cp, "nonull"))
                     if cp.kind in ("text", "json", "jsonb"):
                         exprs.append(f"sum(CASE WHEN {fastpath.needs_escape(c)} THEN 0 ELSE 1 END)")
                         layout.append((cp, "plain"))

@@ -2,8 +2,8 @@
 caller's thread.
 
 The caller's thread schedules tasks and receives every message; workers do the work. A worker
-dies with its parent (Linux PDEATHSIG, and a parent check between batches), so a killed run
-leaves no orphan writing to the target. With one worker, or where processes cannot be
+exits the moment the caller's process dies (a lifeline pipe, see `_watch_lifeline`), so a
+killed run leaves no orphan writing to the target. With one worker, or where processes cannot be
 started, tasks run inline in the caller's thread through the same code.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import sqlite3
+import threading
 from collections import deque
 from typing import Callable, Optional
 
@@ -56,7 +57,6 @@ class WorkContext:
         self.busy_timeout = busy_timeout
         self._sqlite: dict[str, sqlite3.Connection] = {}
         self._check = check
-        self.parent_pid = os.getppid()
 
     def pg(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -115,9 +115,24 @@ def _error_payload(exc: BaseException, url: str) -> dict:
     return {"kind": "internal", "message": scrub(f"{type(exc).__name__}: {exc}", url_password(url))}
 
 
-def _worker_main(url: str, busy_timeout: float, tasks, results, parent_pid: int) -> None:
+def _watch_lifeline(lifeline) -> None:
+    """Exit at once when the caller's process dies (its end of the lifeline pipe closes).
+
+    Workers come from a fork server, so PDEATHSIG (which follows the direct parent) cannot
+    see the caller die; an open transaction is rolled back by PostgreSQL when we vanish.
+    """
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(70)
+
+
+def _worker_main(url: str, busy_timeout: float, tasks, results, lifeline) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
+    parent_pid = os.getppid()
 
     def check():
         if os.getppid() != parent_pid:
@@ -141,22 +156,35 @@ def _worker_main(url: str, busy_timeout: float, tasks, results, parent_pid: int)
         ctx.close()
 
 
+def _context():
+    """Workers come from a fork server that has the engine preloaded: each starts in
+    milliseconds instead of importing psycopg and the engine again, and none inherits the
+    caller's threads or connections (as a plain fork would)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["migration.load", "migration.validate"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class ProcessPool:
     """N worker processes fed from one task queue."""
 
     def __init__(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
-        mp = multiprocessing.get_context("spawn")
+        mp = _context()
         self.url = url
         self.on_message = on_message
         self.tasks = mp.Queue()
         self.results = mp.Queue()
         self.running: set = set()
         self.procs = []
+        lifeline_r, self.lifeline = mp.Pipe(duplex=False)  # we keep the writing end, and never write
         for _ in range(workers):
-            proc = mp.Process(target=_worker_main, args=(url, busy_timeout, self.tasks, self.results, os.getpid()),
+            proc = mp.Process(target=_worker_main, args=(url, busy_timeout, self.tasks, self.results, lifeline_r),
                               daemon=True)
             proc.start()
             self.procs.append(proc)
+        lifeline_r.close()
 
     def submit(self, task_id, kind: str, args: dict) -> None:
         self.running.add(task_id)
@@ -202,6 +230,7 @@ class ProcessPool:
                 p.join()
         self.tasks.close()
         self.results.close()
+        self.lifeline.close()
 
 
 class InlinePool:

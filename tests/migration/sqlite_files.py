@@ -35,6 +35,8 @@ CREATE TRIGGER order_touch AFTER UPDATE ON "order" BEGIN UPDATE "order" SET crea
 CREATE VIRTUAL TABLE notes_fts USING fts5(body);
 """
 
+WIDE_COLUMNS = 150
+
 # rows the load must reject, with the word each reason must contain
 EXPECTED_REJECTS = {
     ("my table", 3): "integer",      # text in an INTEGER column
@@ -87,6 +89,11 @@ def build_hard(path: Path) -> Path:
     con.executemany("INSERT INTO floats VALUES (?,?)", [
         (1, 0.1), (2, 1e300), (3, 5e-324), (4, -1.7976931348623157e308), (5, 123456789.123456789), (6, 1 / 3)])
     con.execute("INSERT INTO notes_fts (body) VALUES ('full text')")
+    # wider than SQLite's 127 function arguments: the COPY and checksum lines are split
+    con.execute("CREATE TABLE wide (id INTEGER PRIMARY KEY, " +
+                ", ".join(f"c{i} {'INTEGER' if i % 2 else 'TEXT'}" for i in range(WIDE_COLUMNS)) + ")")
+    con.executemany(f"INSERT INTO wide VALUES ({', '.join('?' * (WIDE_COLUMNS + 1))})",
+                    [[r] + [(r * i if i % 2 else f"t{r}-{i}") for i in range(WIDE_COLUMNS)] for r in range(1, 4)])
     con.commit()
     con.close()
     return path

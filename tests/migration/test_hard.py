@@ -112,3 +112,11 @@ def test_dry_run_of_an_edited_schema_says_which_statements_it_used(hard, tmp_pat
     assert any("edited after it was generated" in w for w in rep.warnings)
     mine = next(t for t in rep.tables if t["table"] == "my table")
     assert mine["rejected"] == 6 and "integer" in mine["reject_examples"][0]
+
+
+def test_a_table_wider_than_sqlites_argument_limit_loads_and_validates(hard):
+    wide = next(t for t in hard["run"].tables if t["table"] == "wide")
+    assert wide["loaded"] == 3
+    with pg(hard["url"]) as conn:
+        assert conn.execute("SELECT c148, c149 FROM hard.wide WHERE id = 2").fetchone() == ("t2-148", 298)
+    assert next(t for t in hard["validate"].tables if t["table"] == "wide")["match"]

@@ -58,17 +58,31 @@ def wait_for_committed_chunks(proc, url):
     pytest.fail(f"the run ended before it could be interrupted (exit {proc.wait()})")
 
 
-def worker_pids(pid):
-    children = []
+def descendants(pid):
+    """Every process below `pid` (workers come from a fork server: they are grandchildren)."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        children.append(int(entry))
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 pass
-    return children
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
 
 
 def wait_gone(pids):
@@ -80,7 +94,7 @@ def wait_gone(pids):
             continue
         try:
             ready, _, _ = select.select([fd], [], [], 30)
-            assert ready, f"worker {p} outlived its killed parent"
+            assert ready, f"process {p} outlived its killed parent: {_cmdline(p)}"
         finally:
             os.close(fd)
 
@@ -103,7 +117,8 @@ def test_sigkilled_run_resumes_with_every_row_once(big, fresh_target, tmp_path):
     proc = start_run(big, fresh_target, work)
     try:
         wait_for_committed_chunks(proc, fresh_target)
-        workers = worker_pids(proc.pid)
+        workers = descendants(proc.pid)
+        assert len(workers) >= 3  # the fork server and its two workers
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         wait_gone(workers)

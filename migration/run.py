@@ -24,6 +24,7 @@ from . import ddl, fastpath
 from .catalog import qi
 from .ddl_names import fit_name, quote_ident
 from .errors import Cancelled, InputError, TargetError
+from .redact import redact_url
 from .load import TableJob
 from .plan import Plan, TablePlan
 from .progress import Reporter
@@ -182,7 +183,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
         else:
             got = conn.execute("SELECT pg_try_advisory_lock(%s)", (advisory_key("pgmigrate run"),)).fetchone()[0]
             if not got:
-                raise TargetError(f"{describe(target_url, Exception('another pgmigrate run is active on this database'))}")
+                raise TargetError(f"{redact_url(target_url)}: another pgmigrate run is active on this database")
             _execute(state, conn, plan, ddl.parse_schema_file(text), sha256_text(text))
     except Cancelled as exc:
         report.problem(f"{exc}; run again to resume")
@@ -220,11 +221,13 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
     ctl = quote_ident(state.control)
     ensure_control(conn, state.control)
     if not state.dry_run:
-        other = conn.execute(f"SELECT DISTINCT plan_sha256 FROM {ctl}.tables WHERE plan_sha256 <> %s",
-                             (plan_sha,)).fetchall()
+        other = conn.execute(f"SELECT plan_sha256 FROM {ctl}.tables WHERE plan_sha256 <> %s UNION "
+                             f"SELECT plan_sha256 FROM {ctl}.runs WHERE plan_sha256 <> %s",
+                             (plan_sha, plan_sha)).fetchall()
         if other:
-            raise InputError(f"{describe(state.url, Exception('the target holds tables loaded from a different unified_schema.sql'))}"
-                             f"; run the rollback step first (or use another database)")
+            raise InputError(f"{redact_url(state.url)}: the target was set up or loaded from a different "
+                             f"unified_schema.sql (sha256 {other[0][0][:12]}..., now {plan_sha[:12]}...); run the "
+                             f"rollback step first, or use another database")
     state.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + state.suffix
     with conn.transaction():
         conn.execute(f"INSERT INTO {ctl}.runs (run_id, plan_sha256, sources) VALUES (%s, %s, %s)",
@@ -306,7 +309,7 @@ def _drop_post_objects(conn, plan: Plan, fresh: list, state: _Run) -> None:
         for tp in fresh:
             q = f"{quote_ident(state.schema_of(tp.schema))}.{quote_ident(tp.target)}"
             if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {q})").fetchone()[0]:
-                raise InputError(f"{describe(state.url, Exception(f'table {q} already holds rows but no run loaded it'))}; "
+                raise InputError(f"{redact_url(state.url)}: table {q} already holds rows but no run loaded it; "
                                  f"empty it or run the rollback step first")
             for idx in tp.indexes:
                 if idx.status == "ok":

@@ -247,7 +247,7 @@ def prepare(sources: dict, workdir: Path, target_url: Optional[str], busy_timeou
     census(sources, plan, busy_timeout, reporter)
     notes = try_statements(plan, target_url, reporter) if target_url else []
     plan.notes.extend(notes)
-    text = ddl.render_schema(plan, utc_now())
+    text = ddl.render_schema(plan)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / SCHEMA_FILE).write_text(text, encoding="utf-8")
     plan.save(workdir / PLAN_FILE)
@@ -406,6 +406,10 @@ def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: 
         conn = connect(target_url, autocommit=True, purpose="schema")
         try:
             ensure_control(conn)
+            with conn.transaction():
+                conn.execute(f"INSERT INTO {CONTROL_SCHEMA}.runs (run_id, plan_sha256, status, finished_at) "
+                             f"VALUES (%s, %s, 'schema applied', now())",
+                             (f"schema-{utc_now()}-{secrets.token_hex(2)}", report.schema_sha256))
             failed = apply_statements(conn, statements, ("prelude", "table", "key", "index", "fk", "view"))
             for f in failed:
                 report.problem(f"could not apply {f}")

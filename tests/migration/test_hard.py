@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from migration import steps
+from migration.errors import InputError
 
 from .conftest import pg
 from .sqlite_files import EXPECTED_REJECTS, build_hard
@@ -94,7 +95,12 @@ def test_validate_compares_without_rowid_and_uuid_keyed_tables_by_key(hard):
     with pg(hard["url"]) as conn:
         conn.execute("UPDATE hard.pairs SET label = 'changed' WHERE code = 'a' AND seq = 2")
         conn.execute("DELETE FROM hard.things WHERE title = 'no hyphens'")
-    rep = steps.validate(hard["sources"], hard["url"], hard["work"], workers=1)
+    try:
+        rep = steps.validate(hard["sources"], hard["url"], hard["work"], workers=1)
+    finally:
+        with pg(hard["url"]) as conn:
+            conn.execute("UPDATE hard.pairs SET label = 'ä' WHERE code = 'a' AND seq = 2")
+            conn.execute("INSERT INTO hard.things VALUES ('c0519b2c-3774-4ebb-a5d6-eba33de9a43d', 'no hyphens')")
     keys = {(d["table"], d["key"], d["kind"]) for d in rep.differences}
     assert ("hard.pairs", "code=a, seq=2", "changed") in keys
     assert ("hard.things", "id=c0519b2c-3774-4ebb-a5d6-eba33de9a43d", "missing in target") in keys
@@ -120,3 +126,20 @@ def test_a_table_wider_than_sqlites_argument_limit_loads_and_validates(hard):
     with pg(hard["url"]) as conn:
         assert conn.execute("SELECT c148, c149 FROM hard.wide WHERE id = 2").fetchone() == ("t2-148", 298)
     assert next(t for t in hard["validate"].tables if t["table"] == "wide")["match"]
+
+
+def test_running_again_after_a_finished_run_loads_nothing_twice(hard):
+    rep = steps.run(hard["sources"], hard["url"], hard["work"], workers=1)
+    assert [(t["table"], t["loaded"], t["in_target"]) for t in rep.tables] == \
+        [(t["table"], t["loaded"], t["in_target"]) for t in hard["run"].tables]
+
+
+def test_a_run_refuses_a_target_set_up_from_another_schema(hard):
+    sql_path = hard["work"] / "unified_schema.sql"
+    original = sql_path.read_text()
+    sql_path.write_text(original + "\n-- reviewed: changed\n")
+    try:
+        with pytest.raises(InputError, match="different unified_schema.sql"):
+            steps.run(hard["sources"], hard["url"], hard["work"], workers=1)
+    finally:
+        sql_path.write_text(original)

@@ -181,6 +181,7 @@ def test_screenshots_of_the_main_pages(new_page, users, runbook):
     screenshot(page, "runbook-list")
     page.goto(runbook_url(runbook))
     expect(page.locator("#status-block")).to_be_visible()
+    expect(page.locator("#success-criteria")).to_be_visible()
     screenshot(page, "runbook")
     page.goto(f"/runbooks/{runbook.pk}/items/{st.pk}/")
     expect(page.get_by_role("heading", name="History")).to_be_visible()
@@ -190,6 +191,9 @@ def test_screenshots_of_the_main_pages(new_page, users, runbook):
     screenshot(page, "history")
     small = log_in(new_page(width=320, height=700), "member")
     small.goto(runbook_url(runbook))
+    # The panels that load on their own are in place before measuring.
+    expect(small.locator("#success-criteria")).to_be_visible()
+    expect(small.locator("#monitoring")).to_be_visible()
     # Nothing overflows sideways at 320 px.
     assert small.evaluate("document.documentElement.scrollWidth") <= 320
     screenshot(small, "runbook-320px")

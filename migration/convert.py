@@ -225,15 +225,21 @@ def parse_timestamp(text: str) -> tuple[dt.datetime, Optional[int]]:
     return value, (_offset_minutes(tz) if tz else None)
 
 
-def format_timestamp(value: dt.datetime) -> str:
-    """A naive datetime the way PostgreSQL prints a timestamp (DateStyle ISO)."""
+def format_timestamp(value: dt.datetime, us6: bool = False) -> str:
+    """A naive datetime the way PostgreSQL prints a timestamp (DateStyle ISO).
+
+    With `us6`, always six fraction digits (to_char's .US), the form validation compares
+    columns in when every source value is spelled that way.
+    """
     text = f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    if us6:
+        return text + f".{value.microsecond:06d}"
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text
 
 
-def to_temporal(kind: str, typ: str, value: Any) -> str:
+def to_temporal(kind: str, typ: str, value: Any, us6: bool = False) -> str:
     """Canonical text (PostgreSQL's output form) of a date/time value, or `Reject`."""
     if typ in ("integer", "real"):
         raise Reject(f"number {value!r} in a {kind} column (epoch values are not guessed)")
@@ -267,7 +273,7 @@ def to_temporal(kind: str, typ: str, value: Any) -> str:
     if kind == "timestamp":
         if offset is not None:
             raise Reject(f"{preview(text)} carries a UTC offset; the column is a timestamp without time zone")
-        return format_timestamp(value_dt)
+        return format_timestamp(value_dt, us6)
     utc = value_dt - dt.timedelta(minutes=offset or 0)
     return format_timestamp(utc) + "+00"
 
@@ -445,7 +451,7 @@ def canonical_field(kind: str, params: dict, typ: str, value: Any) -> str:
     if kind == "bool":
         return "true" if to_bool(typ, value, params) else "false"
     if kind in ("timestamp", "timestamptz", "date", "time"):
-        return to_temporal(kind, typ, value)
+        return to_temporal(kind, typ, value, bool(params.get("us6")))
     if kind == "uuid":
         return to_uuid(typ, value)
     if kind == "json":

@@ -47,6 +47,13 @@ class ColumnSpec:
     plain: bool = False  # no text value needs COPY escaping
     float17: bool = False  # SQLite's 17-digit printf is exact for every value
     nonull: bool = False  # the column holds no NULL
+    ts19: bool = False  # every timestamp is spelled 'YYYY-MM-DD HH:MM:SS'
+    ts26: bool = False  # every timestamp is spelled 'YYYY-MM-DD HH:MM:SS.ffffff'
+
+    @property
+    def bare(self) -> bool:
+        """No NULL to handle: the target refuses them, or the census found none."""
+        return self.notnull or self.nonull
 
     @property
     def params_json(self) -> str:
@@ -124,8 +131,12 @@ def _escaped(c: str) -> str:
             f"char(13), '\\r') ELSE {c} END")
 
 
-def copy_piece(col: ColumnSpec) -> str:
-    """SQL giving the COPY text of a value that passed `copy_guard` (\\N for NULL)."""
+def copy_piece(col: ColumnSpec):
+    """SQL giving the COPY text of a value that passed `copy_guard` (\\N for NULL).
+
+    Returns a `printf_line` piece: where possible the value goes straight into the line's
+    printf with its own format, which saves a nested printf (a third of the cost) per value.
+    """
     c = qi(col.source)
     k = col.kind
     # No NULL to print: the target refuses them (the guard sends them to `convert`) or the
@@ -138,7 +149,7 @@ def copy_piece(col: ColumnSpec) -> str:
     if k == "int":
         return c if bare else f"ifnull({c}, '\\N')"
     if k == "float" and col.float17:
-        return null_or(f"printf('%!.17g', {c})")
+        return ("%!.17g", [c]) if bare else null_or(f"printf('%!.17g', {c})")
     if k == "float":
         return f"CASE typeof({c}) WHEN 'real' THEN pgm_hexfloat({c}) WHEN 'integer' THEN {c} ELSE '\\N' END"
     if k == "numeric":
@@ -150,7 +161,7 @@ def copy_piece(col: ColumnSpec) -> str:
     if k == "bool":
         return f"CASE {c} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
     if k == "bytea":
-        return null_or(f"'\\\\x' || hex({c})")
+        return ("\\\\x%s", [f"hex({c})"]) if bare else null_or(f"'\\\\x' || hex({c})")
     return c if bare else f"ifnull({c}, '\\N')"
 
 
@@ -198,17 +209,23 @@ def _udf(col: ColumnSpec, c: str) -> str:
 
 
 def sqlite_canonical(col: ColumnSpec):
-    """SQL giving `convert.canonical_field` of a source value (a `printf_line` piece)."""
+    """SQL giving `convert.canonical_field` of a source value (a `printf_line` piece).
+
+    Census flags (valid for the file version counted) let most columns skip their checks;
+    a wrong flag only makes a range differ, and differing ranges are compared exactly.
+    """
     c = qi(col.source)
     t = f"typeof({c})"
     k = col.kind
     fallback = _udf(col, c)
     if k == "int":
         if (col.always_int and "min" not in col.params) or col.proven:
-            return c if col.notnull else f"ifnull({c}, '\\N')"
+            return c if col.bare else f"ifnull({c}, '\\N')"
         return f"CASE {t} WHEN 'integer' THEN {c} WHEN 'null' THEN '\\N' ELSE {fallback} END"
     if k == "float":
         fn = "pgm_fbits4" if col.params.get("float4") else "pgm_fbits"
+        if col.proven and col.bare:
+            return f"{fn}({c})"
         return f"CASE {t} WHEN 'real' THEN {fn}({c}) WHEN 'integer' THEN {fn}({c}) WHEN 'null' THEN '\\N' ELSE {fallback} END"
     if k == "numeric":
         scale = col.params.get("scale", 0)
@@ -216,9 +233,11 @@ def sqlite_canonical(col: ColumnSpec):
         return f"CASE {t} WHEN 'integer' THEN {c}{suffix} WHEN 'null' THEN '\\N' ELSE {fallback} END"
     if k in ("text", "json"):
         # length-prefixed, -1 for NULL: unambiguous whatever the text holds (see convert.TEXT_NULL)
-        return ("%d:%s", [f"ifnull(length({c}), -1)", c])
+        return ("%d:%s", [f"length({c})" if col.bare else f"ifnull(length({c}), -1)", c])
     if k == "bool":
         return f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {c} = 1 THEN 'true' WHEN {c} = 0 THEN 'false' ELSE {fallback} END"
+    if k == "timestamp" and col.proven and (col.ts19 or col.ts26):
+        return c if col.bare else f"ifnull({c}, '\\N')"  # already in the form pg_canonical prints
     if k == "timestamp" and col.proven:
         return (f"CASE WHEN {c} IS NULL THEN '\\N' WHEN length({c})=19 THEN replace({c}, 'T', ' ') "
                 f"WHEN length({c})=10 THEN {c} || ' 00:00:00' "
@@ -256,16 +275,27 @@ def pg_canonical(col: ColumnSpec) -> str:
     if k == "float":
         expr = f"encode({'float4send' if col.params.get('float4') else 'float8send'}({c}), 'hex')"
     elif k in ("text", "json"):
+        if col.notnull:
+            return f"length({c})::text || ':' || {c}"
         return f"coalesce(length({c}), -1)::text || ':' || coalesce({c}, '')"
     elif k == "bytea":
         expr = f"encode({c}, 'hex')"
+    elif k == "timestamp" and col.params.get("us6"):
+        expr = f"to_char({c}, 'YYYY-MM-DD HH24:MI:SS.US')"
     else:
         expr = f"{c}::text"
-    return f"coalesce({expr}, '\\N')"
+    # target NOT NULL columns hold no NULL whatever the census said
+    return expr if col.notnull else f"coalesce({expr}, '\\N')"
 
 
 def pg_canonical_line(cols: list[ColumnSpec]) -> str:
-    return " || E'\\t' || ".join(pg_canonical(c) for c in cols) if cols else "''"
+    """One expression for the whole row: concat_ws builds it in one allocation (its arguments
+    are never NULL here), in groups under PostgreSQL's 100-argument limit."""
+    if not cols:
+        return "''"
+    exprs = [pg_canonical(c) for c in cols]
+    groups = [f"concat_ws(E'\\t', {', '.join(exprs[k:k + 90])})" for k in range(0, len(exprs), 90)]
+    return groups[0] if len(groups) == 1 else f"concat_ws(E'\\t', {', '.join(groups)})"
 
 
 # ---- Python functions SQLite calls -------------------------------------------------------

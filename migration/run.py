@@ -64,6 +64,10 @@ def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = Fal
             spec.plain = bool(cp.fast.get("plain"))
             spec.float17 = bool(cp.fast.get("float17"))
             spec.nonull = bool(cp.fast.get("nonull"))
+            spec.ts19 = bool(cp.fast.get("ts19"))
+            spec.ts26 = bool(cp.fast.get("ts26")) and not spec.ts19
+            if spec.ts26 and spec.proven:
+                spec.params = {**spec.params, "us6": True}  # validation compares all six digits
         specs.append(spec)
     if not specs:
         raise InputError(f"target table {schema}.{tp.target} does not exist or has no columns")

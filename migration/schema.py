@@ -137,6 +137,10 @@ def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Re
                     if cp.kind == "float":
                         exprs.append(f"sum(CASE WHEN {fastpath.float17_exact(c)} THEN 1 ELSE 0 END)")
                         layout.append((cp, "float17"))
+                    if cp.kind == "timestamp":  # NULLs count as spelled right: they print \N on both sides
+                        for key, n in (("ts19", 19), ("ts26", 26)):
+                            exprs.append(f"sum({c} IS NULL OR (length({c})={n} AND substr({c}, 11, 1)=' '))")
+                            layout.append((cp, key))
                 if reporter:
                     reporter.log(f"counting load shapes of {name}.{tp.table}")
                 row = con.execute(f"SELECT {', '.join(exprs)} FROM {qi(tp.table)}").fetchone()

@@ -15,6 +15,7 @@ from .conftest import PG_HOST, REPO, create_database, drop_database, manage, pg
 from .sqlite_files import build_big
 
 EVENTS = 600_000
+CHUNK = 3000  # small chunks: many commits, and a run long enough to be interrupted mid-way
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def start_run(sources, url, workdir):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mingus_deploy.settings_test"}
     env.setdefault("DATABASE_URL", f"postgres://root@{PG_HOST}/mingus_eng")
     args = [sys.executable, str(REPO / "manage.py"), "pgmigrate", "run", "--source", f"big={sources['big']}",
-            "--target", url, "--workdir", str(workdir), "--workers", "2", "--chunk-rows", "10000"]
+            "--target", url, "--workdir", str(workdir), "--workers", "2", "--chunk-rows", str(CHUNK)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
@@ -108,7 +109,7 @@ def assert_exactly_once(url, report):
         assert conn.execute("SELECT count(*) FROM big.accounts").fetchone()[0] == 5000
         chunks = conn.execute("SELECT count(*), sum(rows_loaded) FROM _pgmigrate.progress "
                               "WHERE table_name = 'events'").fetchone()
-        assert chunks == (EVENTS // 10000, EVENTS)
+        assert chunks == (EVENTS // CHUNK, EVENTS)
 
 
 def test_sigkilled_run_resumes_with_every_row_once(big, fresh_target, tmp_path):

@@ -63,3 +63,16 @@ def test_security_headers(client, users):
     assert response["X-Frame-Options"] == "DENY"
     assert response["Referrer-Policy"] == "same-origin"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_logs_are_json_lines_in_production_and_never_hold_a_password(tmp_path):
+    import json as _json
+
+    result = manage("shell", "-v", "0", "-c",
+                    "import logging; logging.getLogger('mingus').warning("
+                    "'cannot reach postgres://app:Sup3rSecret@db:5432/x', extra={'run': 7})",
+                    tmp_path=tmp_path, env_extra={"SECRET_KEY": "k" * 50})
+    line = next(l for l in result.stderr.splitlines() if l.startswith("{"))
+    record = _json.loads(line)
+    assert record["level"] == "WARNING" and record["logger"] == "mingus" and record["run"] == 7
+    assert "Sup3rSecret" not in line and "app:***@db" in record["message"]

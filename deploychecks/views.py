@@ -90,13 +90,18 @@ def settings_page(request, runbook_id):
 @reader_required
 def banner_partial(request, runbook_id):
     return render(request, "deploychecks/_trigger_banner.html",
-                  triggers.banner_context(_runbook(runbook_id)))
+                  _with_may_work(request, triggers.banner_context(_runbook(runbook_id))))
 
 
 @reader_required
 def criteria_partial(request, runbook_id):
     return render(request, "deploychecks/_criteria.html",
-                  criteria.criteria_context(_runbook(runbook_id)))
+                  _with_may_work(request, criteria.criteria_context(_runbook(runbook_id))))
+
+
+def _with_may_work(request, context):
+    """The panels show Run buttons only to those the server would let run jobs."""
+    return {**context, "may_work": bool(rules.can_work(request.user))}
 
 
 @reader_required

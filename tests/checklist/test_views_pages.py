@@ -253,6 +253,11 @@ def test_runbook_page_loads_the_deployment_check_panels(client, runbook, users):
     criteria = client.get(reverse("success-criteria", args=[runbook.pk]),
                           HTTP_HX_REQUEST="true").content.decode()
     assert "Page load times" in criteria or "page load" in criteria.lower()
+    assert "hx-post" in criteria  # a member may run the evaluation
+    client.force_login(users["auditor"])
+    for name in ("trigger-banner", "success-criteria", "monitoring"):
+        body = client.get(reverse(name, args=[runbook.pk]), HTTP_HX_REQUEST="true").content
+        assert b"hx-post" not in body and b'method="post"' not in body, name
 
 
 @pytest.mark.django_db

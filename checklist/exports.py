@@ -79,16 +79,24 @@ def _filters(request):
     return {k: v for k, v in request.GET.items() if k != "page" and v}
 
 
+def _exported_rows(request, runbook, fmt):
+    """The filtered history rows of an export, its audit event recorded; or the refusal."""
+    refusal = history_access(request, runbook, "export")
+    if refusal:
+        return None, refusal
+    _, events = filtered_events(request, runbook)
+    rows = [event_row(e) for e in events]
+    _record_export(request, runbook, fmt, events=len(rows), filters=_filters(request))
+    return rows, None
+
+
 @require_GET
 @reader_required
 def history_export_csv(request, runbook_id):
     runbook = _runbook(runbook_id)
-    refusal = history_access(request, runbook, "export")
+    rows, refusal = _exported_rows(request, runbook, "csv")
     if refusal:
         return refusal
-    _, events = filtered_events(request, runbook)
-    rows = [event_row(e) for e in events]
-    _record_export(request, runbook, "csv", events=len(rows), filters=_filters(request))
     response = HttpResponse(history_csv(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename(runbook, "history")}.csv"'
     return response
@@ -98,12 +106,9 @@ def history_export_csv(request, runbook_id):
 @reader_required
 def history_export_json(request, runbook_id):
     runbook = _runbook(runbook_id)
-    refusal = history_access(request, runbook, "export")
+    rows, refusal = _exported_rows(request, runbook, "json")
     if refusal:
         return refusal
-    _, events = filtered_events(request, runbook)
-    rows = [event_row(e) for e in events]
-    _record_export(request, runbook, "json", events=len(rows), filters=_filters(request))
     response = HttpResponse(history_json(runbook, rows, chain_status()),
                             content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename(runbook, "history")}.json"'

@@ -8,18 +8,17 @@ records a queued TaskRun and its audit event, and queues the Celery task; a work
 """
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from deploychecks.redact import redact_url
 
 from . import audit, rules
-from .actions import Refused, _refuse
-from .models import CommandSpec, Item, JobBinding, Runbook, TaskRun
+from .actions import Refused, _check, _lock_runbook, _run
+from .models import CommandSpec, Item, JobBinding, TaskRun
 
 BINDINGS_DIR = Path(__file__).resolve().parent / "bindings"
 
@@ -153,37 +152,29 @@ def latest_runs(runbook):
 
 def start_job(user, runbook, kind_name, params=None):
     """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun."""
-    kind = get_kind(kind_name)
-    params = dict(params or {})
+    return _start(user, runbook, get_kind(kind_name), dict(params or {}))
+
+
+@_run
+def _start(user, runbook, kind, params):
+    runbook = _lock_runbook(runbook.pk)
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    items = items_for(runbook, kind.name)
+    where = {"obj": runbook, "runbook": runbook}
+    _check(rules.can_run_job(user, runbook, kind, items, facts), user, f"job:{kind.name}", **where)
     try:
-        with transaction.atomic():
-            runbook = Runbook.objects.select_for_update().get(pk=runbook.pk)
-            facts = rules.RunbookFacts.load(runbook, states=False)
-            items = items_for(runbook, kind.name)
-            decision = rules.can_run_job(user, runbook, kind, items, facts)
-            if not decision:
-                raise _Refusal(decision)
+        with transaction.atomic():  # the database allows one active run per kind and runbook
             run = TaskRun.objects.create(runbook=runbook, kind=kind.name, started_by=user,
                                          params=redact_params(params))
-            run.items.set(items)
-            Runbook.objects.filter(pk=runbook.pk).update(revision=F("revision") + 1)
-            audit.record("job-start", actor=user, obj=run, runbook=runbook,
-                         after={"kind": kind.name, "params": run.params,
-                                "items": [i.pk for i in items]})
-            # Queue only once the run is committed, so the worker always finds it.
-            transaction.on_commit(lambda: _enqueue(run, params, kind))
-    except _Refusal as refusal:
-        _refuse(refusal.decision, user, f"job:{kind.name}", obj=runbook, runbook=runbook)
     except IntegrityError:
-        _refuse(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
-                                      "on this runbook.", 409), user, f"job:{kind.name}",
-                obj=runbook, runbook=runbook)
+        _check(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
+                                     "on this runbook.", 409), user, f"job:{kind.name}", **where)
+    run.items.set(items)
+    audit.record("job-start", actor=user, obj=run, runbook=runbook,
+                 after={"kind": kind.name, "params": run.params, "items": [i.pk for i in items]})
+    # Queue only once the run is committed, so the worker always finds it.
+    transaction.on_commit(lambda: _enqueue(run, params, kind))
     return run
-
-
-class _Refusal(Exception):
-    def __init__(self, decision):
-        self.decision = decision
 
 
 def _enqueue(run, params, kind):
@@ -201,22 +192,20 @@ def _enqueue(run, params, kind):
     TaskRun.objects.filter(pk=run.pk).update(celery_id=result.id)
 
 
+@_run
 def cancel_run(user, run):
     """Ask a queued or running job to stop; a queued one is cancelled at once."""
-    with transaction.atomic():
-        run = TaskRun.objects.select_for_update().get(pk=run.pk)
-        decision = rules.can_cancel_run(user, run)
-        if decision:
-            if run.state == TaskRun.QUEUED:
-                run.state, run.finished_at = TaskRun.CANCELLED, timezone.now()
-                run.error = f"Cancelled by {user.get_username()} before it started."
-            run.cancel_requested = True
-            run.save()
-            Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
-            audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
-                         after={"kind": run.kind, "state": run.state})
-            return run
-    _refuse(decision, user, "job-cancel", obj=run, runbook=run.runbook)
+    _lock_runbook(run.runbook_id)
+    run = TaskRun.objects.select_for_update().select_related("runbook").get(pk=run.pk)
+    _check(rules.can_cancel_run(user, run), user, "job-cancel", obj=run, runbook=run.runbook)
+    if run.state == TaskRun.QUEUED:
+        run.state, run.finished_at = TaskRun.CANCELLED, timezone.now()
+        run.error = f"Cancelled by {user.get_username()} before it started."
+    run.cancel_requested = True
+    run.save()
+    audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
+                 after={"kind": run.kind, "state": run.state})
+    return run
 
 
 

@@ -3,17 +3,28 @@
 Every state change writes one AuditEvent through `record()`, inside the transaction that makes the
 change. Each event stores the previous event's hash and its own hash over a canonical JSON form of
 its content, so changing, removing or reordering any row breaks the chain at that row, and
-`verify_chain()` names it. The ORM refuses to update or delete an event; on PostgreSQL a trigger
-(migration 0002) refuses it too, for anything that goes around the ORM.
+`verify_chain()` names it. The ORM refuses to update or delete an event; on PostgreSQL triggers
+(migrations 0002 and 0004) refuse UPDATE, DELETE and TRUNCATE too, for anything that goes around
+the ORM. The chain alone has no secret, so someone with database access can rewrite it and
+recompute every later hash: the signed digests (checklist.digests) are what catch that.
+
+Every event also records the request id and the client address of the request (or Celery task)
+that caused it, taken from a context variable the middleware sets, so callers of `record()` need
+not pass them.
 """
-import hashlib
+import contextvars
 import json
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-GENESIS_HASH = "0" * 64
+from . import chain
+from .chain import GENESIS_HASH
+
+# (request_id, client_addr) of the request or task being served; ("", "") outside one.
+_ORIGIN = contextvars.ContextVar("audit_origin", default=("", ""))
 # Any fixed number: it names the advisory lock that serialises appends to the chain.
 _CHAIN_LOCK_KEY = 7_146_381_201
 
@@ -59,6 +70,11 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    client_addr = models.CharField(max_length=45, blank=True, default="")
+    # Which canonical form the hash uses (checklist.chain): 1 for events written before request
+    # ids were recorded, 2 since. Old events keep verifying under the form they were hashed in.
+    form = models.PositiveSmallIntegerField(default=1)
 
     objects = AuditQuerySet.as_manager()
 
@@ -93,13 +109,34 @@ class AuditEvent(models.Model):
             "before": self.before,
             "after": self.after,
             "prev_hash": self.prev_hash,
+            **({"form": self.form, "request_id": self.request_id, "client_addr": self.client_addr}
+               if self.form >= 2 else {}),
         }
 
     def compute_hash(self):
-        canonical = json.dumps(
-            self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return chain.event_hash(self.content(), self.form)
+
+    def body_sha256(self):
+        return chain.body_hash(self.content())
+
+
+@contextmanager
+def origin(request_id="", client_addr=""):
+    """Attribute every event recorded inside the block to this request id and client address."""
+    token = _ORIGIN.set((request_id[:64], client_addr[:45]))
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
+
+
+def set_origin(request_id="", client_addr=""):
+    """Like `origin()` for callers without a block (a Celery task's pre/post-run signals)."""
+    return _ORIGIN.set((request_id[:64], client_addr[:45]))
+
+
+def reset_origin(token):
+    _ORIGIN.reset(token)
 
 
 def _jsonable(value):
@@ -124,6 +161,7 @@ def record(action, *, actor=None, actor_label="", obj=None, runbook=None, phase=
         last = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
         if actor is not None and not actor.is_authenticated:
             actor = None
+        request_id, client_addr = _ORIGIN.get()
         event = AuditEvent(
             seq=(last["seq"] + 1) if last else 1,
             created_at=timezone.now(),
@@ -138,6 +176,9 @@ def record(action, *, actor=None, actor_label="", obj=None, runbook=None, phase=
             before=_jsonable(before),
             after=_jsonable(after),
             prev_hash=last["hash"] if last else GENESIS_HASH,
+            request_id=request_id,
+            client_addr=client_addr,
+            form=chain.CURRENT_FORM,
         )
         event.hash = event.compute_hash()
         event.save()

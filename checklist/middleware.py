@@ -1,9 +1,15 @@
-"""Security headers Django does not set by itself.
+"""Security headers Django does not set by itself, and each request's audit origin.
 
 The Content-Security-Policy allows no inline script: every script is a file under /static/
 (htmx and our small app.js), so injected markup cannot run code.
 """
+import ipaddress
+import re
+import uuid
+
 from django.conf import settings
+
+from . import audit
 
 CSP = "; ".join(
     [
@@ -33,4 +39,40 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if not settings.DEBUG:
             response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+# A caller-supplied request id is kept only when it looks like one (a proxy's uuid or hex), so a
+# hostile header cannot put arbitrary text into the audit log.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,63}")
+
+
+def client_address(request):
+    """The client's address: REMOTE_ADDR, or the header a trusted proxy sets (CLIENT_ADDR_HEADER,
+    e.g. DO-Connecting-IP on App Platform), which only that proxy can write."""
+    header = settings.CLIENT_ADDR_HEADER
+    value = ""
+    if header:
+        value = request.headers.get(header, "").split(",")[0].strip()
+    value = value or request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return ""
+
+
+class RequestOriginMiddleware:
+    """Give every request an id (kept from X-Request-ID when well-formed, else new) and make it
+    and the client address the origin of every audit event the request records."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        with audit.origin(request_id, client_address(request)):
+            response = self.get_response(request)
+        response.headers.setdefault("X-Request-ID", request_id)
         return response

@@ -36,6 +36,31 @@ if not SECRET_KEY:
         _key_file.chmod(0o600)
     SECRET_KEY = _key_file.read_text().strip()
 
+# --- Audit: signed digests of the hash chain (checklist.digests, docs/audit.md) ------------------
+# AUDIT_SIGNING_KEY: an Ed25519 private key, base64 of its 32 raw bytes (make one with
+# `python manage.py audit_key generate`). Kept apart from the database: someone who can rewrite
+# the audit table but lacks this key cannot forge the digests that vouch for it.
+AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", default="")
+if not AUDIT_SIGNING_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_SIGNING_KEY must be set when DEBUG is off (make one with "
+            "`python manage.py audit_key generate`, or set DEBUG=true for local development)."
+        )
+    # Local development only, like the secret key above.
+    _audit_key_file = VAR_DIR / "dev_audit_signing_key"
+    if not _audit_key_file.exists():
+        from checklist.chain import new_private_key_text
+
+        _audit_key_file.touch(mode=0o600)
+        _audit_key_file.write_text(new_private_key_text())
+    AUDIT_SIGNING_KEY = _audit_key_file.read_text().strip()
+# Digest files live outside the database; ship copies off the host to also catch a rollback of
+# this directory (docs/audit.md).
+AUDIT_DIGEST_DIR = Path(env("AUDIT_DIGEST_DIR", default=str(VAR_DIR / "audit-digests")))
+# A header a trusted proxy sets to the client's address (e.g. DO-Connecting-IP); empty: REMOTE_ADDR.
+CLIENT_ADDR_HEADER = env("CLIENT_ADDR_HEADER", default="")
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -55,6 +80,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Early, so every audit event of the request (logins included) carries its id and address.
+    "checklist.middleware.RequestOriginMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,6 +236,8 @@ COMMAND_JOB_ENV_PASSTHROUGH = env.list("COMMAND_JOB_ENV_PASSTHROUGH", default=["
 CELERY_BEAT_SCHEDULE = {
     # Runs whose worker died become `lost` even when nobody is looking at the runbook.
     "mark-lost-runs": {"task": "checklist.mark_lost_runs", "schedule": 30.0},
+    # A signed digest of the audit chain every hour, when anything was recorded since the last.
+    "audit-digest": {"task": "checklist.write_audit_digest", "schedule": 3600.0},
     "worker-heartbeat": {"task": "deploychecks.worker_heartbeat", "schedule": 30.0},
     # Samples the runbooks whose monitoring is due (each has its own interval), then evaluates
     # their rollback triggers.

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
+# A fixed test key (never used outside tests); tests that need another set their own.
+os.environ.setdefault("AUDIT_SIGNING_KEY", "dGVzdC1vbmx5LWF1ZGl0LWtleS0wMTIzNDU2Nzg5YWI=")
 os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/mingus")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")

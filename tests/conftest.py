@@ -11,6 +11,38 @@ FIXTURES = SHARED / "fixtures" / "mingus"
 ROLES = ("member", "lead", "auditor", "admin")
 
 
+def _flush_around_audit_trigger():
+    """Let the suite's own flush (transactional tests) empty the audit table.
+
+    On PostgreSQL a trigger refuses TRUNCATE of audit events (migration 0004). Django's flush is
+    the one TRUNCATE we want: it runs as the superuser the suite uses, so it disables that trigger
+    inside its own transaction, exactly as an attacker with superuser rights could.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    plain = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        sql = plain(self, style, tables, **kwargs)
+        if sql and "checklist_auditevent" in tables:
+            alter = "ALTER TABLE checklist_auditevent {} TRIGGER checklist_audit_no_truncate;"
+            sql = [alter.format("DISABLE"), *sql, alter.format("ENABLE")]
+        return sql
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_flush_around_audit_trigger()
+
+
+@pytest.fixture(autouse=True)
+def audit_digest_dir(settings, tmp_path):
+    """Each test writes its audit digests to a folder of its own: a digest names a head in one
+    test database, and another test's digest would read as tampering in this one's."""
+    settings.AUDIT_DIGEST_DIR = tmp_path / "audit-digests"
+    return settings.AUDIT_DIGEST_DIR
+
+
 def require_shared():
     if not SEED.exists():
         pytest.fail(f"../shared is missing: {SEED} not found (tests read the seed and fixtures "

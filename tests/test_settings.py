@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+AUDIT_KEY = "cHJvZHVjdGlvbi1saWtlLWF1ZGl0LWtleS0wMTIzNDU="
 
 
 def manage(*args, env_extra=None, tmp_path=None):
     # A clean environment: none of the test settings' own defaults leak into the child.
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
     env["MINGUS_VAR_DIR"] = str(tmp_path)
+    env["AUDIT_SIGNING_KEY"] = AUDIT_KEY
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env,
                           capture_output=True, text=True)
@@ -23,6 +25,23 @@ def test_production_needs_a_secret_key(tmp_path):
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
     assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_production_needs_an_audit_signing_key(tmp_path):
+    result = manage("check", tmp_path=tmp_path,
+                    env_extra={"SECRET_KEY": "k" * 50, "AUDIT_SIGNING_KEY": ""})
+    assert result.returncode != 0
+    assert "AUDIT_SIGNING_KEY must be set when DEBUG is off" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_debug_makes_an_audit_key_once_readable_only_by_its_owner(tmp_path):
+    code = "from django.conf import settings; print(settings.AUDIT_SIGNING_KEY)"
+    env = {"DEBUG": "true", "AUDIT_SIGNING_KEY": ""}
+    first = manage("shell", "-v", "0", "-c", code, tmp_path=tmp_path, env_extra=env)
+    second = manage("shell", "-v", "0", "-c", code, tmp_path=tmp_path, env_extra=env)
+    assert first.stdout.strip() and first.stdout == second.stdout, first.stderr
+    assert (tmp_path / "dev_audit_signing_key").stat().st_mode & 0o777 == 0o600
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):

@@ -1,8 +1,10 @@
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from checklist.audit import AuditEvent, AuditImmutable, verify_chain
+from django.utils import timezone
+
+from checklist.audit import GENESIS_HASH, AuditEvent, AuditImmutable, record, verify_chain
 
 from .factories import gated, states_of
 from checklist import actions
@@ -52,6 +54,51 @@ def test_postgresql_trigger_refuses_raw_update_and_delete(history):
                 cursor.execute(sql)
 
 
+def test_postgresql_trigger_refuses_truncate(history):
+    _require_pg()
+    with pytest.raises(DatabaseError, match="append-only.*TRUNCATE"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("TRUNCATE checklist_auditevent")
+    assert AuditEvent.objects.count() == len(history)
+
+
+def test_events_record_the_request_id_and_client_address(client, users, runbook):
+    state = states_of(runbook, gated(runbook)[0])[0]
+    client.force_login(users["member"])
+    response = client.post(f"/runbooks/{runbook.pk}/items/{state.pk}/tick/", {"note": "ok"},
+                           REMOTE_ADDR="203.0.113.7", HTTP_X_REQUEST_ID="req-abc-12345678")
+    assert response.status_code < 400
+    event = AuditEvent.objects.filter(action="tick").last()
+    assert (event.request_id, event.client_addr) == ("req-abc-12345678", "203.0.113.7")
+    assert response["X-Request-ID"] == "req-abc-12345678"
+    assert event.form == 2 and event.compute_hash() == event.hash
+    # The id and address are hashed: changing either breaks the event's hash.
+    event.client_addr = "198.51.100.1"
+    assert event.compute_hash() != event.hash
+
+
+def test_a_hostile_request_id_is_replaced(client, users):
+    client.force_login(users["member"])
+    response = client.get("/", HTTP_X_REQUEST_ID="<script>alert(1)</script>")
+    assert response["X-Request-ID"] != "<script>alert(1)</script>"
+    assert len(response["X-Request-ID"]) == 32
+    client.post("/logout/", HTTP_X_REQUEST_ID="x; DROP TABLE")
+    logout = AuditEvent.objects.get(action="logout")
+    assert logout.request_id and "DROP" not in logout.request_id
+    assert logout.client_addr == "127.0.0.1"
+
+
+def test_events_hashed_in_the_old_form_still_verify(db):
+    old = AuditEvent(seq=1, created_at=timezone.now(), actor_label="system", action="legacy",
+                     prev_hash=GENESIS_HASH, form=1)
+    old.hash = old.compute_hash()
+    old.save()
+    assert "form" not in old.content() and "request_id" not in old.content()
+    new = record("after-upgrade")
+    assert new.form == 2 and new.prev_hash == old.hash
+    assert verify_chain() == (True, 2, None, "")
+
+
 def _tamper(sql, params):
     """What an attacker with superuser rights could do: go around the trigger."""
     with connection.cursor() as cursor:
@@ -94,3 +141,19 @@ def test_refusals_and_logins_are_audited(client, users, runbook):
     assert "login" in actions_seen and "logout" in actions_seen and "login-failed" in actions_seen
     failed = AuditEvent.objects.filter(action="login-failed").last()
     assert "wrong" not in str(failed.after) and failed.actor_label == "member"
+
+
+def test_audit_key_generates_a_usable_key_and_prints_its_public_half(settings, capsys):
+    from checklist import chain
+
+    call_command("audit_key", "generate")
+    key_text = capsys.readouterr().out.strip()
+    key = chain.load_private_key(key_text)
+    settings.AUDIT_SIGNING_KEY = key_text
+    call_command("audit_key", "public")
+    public = chain.load_public_key(capsys.readouterr().out)
+    document = chain.sign_digest(key, {"seq": 1})
+    assert chain.check_digest_signature(public, document) is None
+    settings.AUDIT_SIGNING_KEY = "not base64!"
+    with pytest.raises(CommandError, match="not base64"):
+        call_command("audit_key", "public")

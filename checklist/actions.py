@@ -13,8 +13,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import audit, rules
+from . import audit, digests, rules
 from .importer import parse_checklist
+from .replay import item_snapshot
 from .models import (
     ChecklistTemplate,
     ContactField,
@@ -109,16 +110,8 @@ def _lock_state(state_id):
     return runbook, state
 
 
-def _item_snapshot(state):
-    return {
-        "checked": state.checked,
-        "checked_by": state.checked_by.get_username() if state.checked_by else None,
-        "checked_at": state.checked_at.isoformat() if state.checked_at else None,
-        "not_applicable": state.not_applicable,
-        "na_reason": state.na_reason,
-        "earned_by": state.earned_by,
-        "version": state.version,
-    }
+# An item's after-state as its events record it; `verify_audit` replays these (checklist.replay).
+_item_snapshot = item_snapshot
 
 
 def _where(state):
@@ -208,9 +201,9 @@ def mark_not_applicable(user, state, reason):
     state.version += 1
     state.updated_at = timezone.now()
     state.save()
-    _add_note(state, user, "not-applicable", reason)
-    audit.record("not-applicable", actor=user, before=before, after=_item_snapshot(state),
-                 **_where(state))
+    note = _add_note(state, user, "not-applicable", reason)
+    audit.record("not-applicable", actor=user, before=before,
+                 after={**_item_snapshot(state), "note": note}, **_where(state))
     return state
 
 
@@ -225,9 +218,9 @@ def clear_not_applicable(user, state, note=""):
     state.version += 1
     state.updated_at = timezone.now()
     state.save()
-    _add_note(state, user, "applicable", note)
-    audit.record("applicable", actor=user, before=before, after=_item_snapshot(state),
-                 **_where(state))
+    note = _add_note(state, user, "applicable", note)
+    audit.record("applicable", actor=user, before=before,
+                 after={**_item_snapshot(state), "note": note}, **_where(state))
     _withdraw_from(runbook, state.item.group.phase, user,
                    f"Item made applicable again: {state.item.text}", facts)
     return state
@@ -257,7 +250,7 @@ def _withdraw_from(runbook, phase, user, reason, facts):
         request.withdrawn_reason = f"A sign-off was withdrawn ({reason})"
         request.save(update_fields=["state", "withdrawn_at", "withdrawn_reason"])
         audit.record("go-live-withdrawn", actor=user, obj=request, runbook=runbook,
-                     after={"reason": request.withdrawn_reason})
+                     after={"state": request.state, "reason": request.withdrawn_reason})
     return withdrawn
 
 
@@ -270,7 +263,8 @@ def sign_off(user, runbook, phase, comment=""):
            phase=phase)
     record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
     audit.record("sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
-                 after={"phase": phase.title, "comment": record.comment})
+                 after={"phase": phase.title, "comment": record.comment, "withdrawn": False})
+    digests.after_commit("sign-off")
     return record
 
 
@@ -282,7 +276,8 @@ def request_go_live(user, runbook, comment=""):
            runbook=runbook)
     request = GoLiveRequest.objects.create(runbook=runbook, requested_by=user, comment=comment.strip())
     audit.record("go-live-request", actor=user, obj=request, runbook=runbook,
-                 after={"comment": request.comment})
+                 after={"comment": request.comment, "state": request.state})
+    digests.after_commit("go-live-request")
     return request
 
 
@@ -302,6 +297,7 @@ def approve_go_live(user, runbook, comment=""):
     if block.go_live_authorized:
         audit.record("go-live-authorized", actor=user, obj=facts.go_live, runbook=runbook,
                      after={"approved_by": sorted(a.lead.get_username() for a in facts.approvals)})
+    digests.after_commit("go-live-approve")
     return approval
 
 

@@ -163,14 +163,24 @@ def check_digests(public_key, documents):
 def check_events_against_digests(events, digest_payloads):
     """Check a chain of events against signed digests.
 
-    `events` maps seq -> (hash, action or None). For each digest: the chain must reach its seq,
-    the event at its seq must carry its head hash, and the counts per action up to it must match
-    (when every action is known). Returns a list of (digest seq, reason).
+    `events` maps seq -> (hash, action or None when withheld). For each digest: the chain must
+    reach its seq, the event at its seq must carry its head hash, and the counts per action up to
+    it must match (when every action up to it is known). Returns a list of (digest seq, reason).
     """
     problems = []
     last_seq = max(events) if events else 0
-    for payload in digest_payloads:
+    ordered = sorted(events.items())
+    counted, position, unknown, good_up_to = {}, 0, False, 0
+    for payload in sorted(digest_payloads, key=lambda p: p["seq"]):
         seq, head = payload["seq"], payload["head"]
+        # Counts grow with seq, so one pass over the chain serves every digest.
+        while position < len(ordered) and ordered[position][0] <= seq:
+            action = ordered[position][1][1]
+            if action is None:
+                unknown = True
+            else:
+                counted[action] = counted.get(action, 0) + 1
+            position += 1
         if seq == 0:
             continue
         if seq > last_seq:
@@ -182,20 +192,19 @@ def check_events_against_digests(events, digest_payloads):
             problems.append((seq, f"event #{seq}, the head of a signed digest, is missing"))
             continue
         if entry[0] != head:
-            problems.append((seq, f"event #{seq} does not carry the hash a signed digest recorded "
-                                  "for it: it or an event before it was changed, removed or "
-                                  "inserted (and the later hashes recomputed)"))
+            # The nearest earlier digest that still holds narrows down where the change is.
+            problems.append((seq, f"event #{seq} does not carry the hash signed digest "
+                                  f"#{payload.get('number')} recorded for it: one of events "
+                                  f"#{good_up_to + 1}..#{seq} was changed, removed or inserted "
+                                  "(and the later hashes recomputed)"))
             continue
+        good_up_to = seq
         counts = payload.get("counts")
-        actions = [events[s][1] for s in events if s <= seq]
-        if counts is not None and None not in actions:
-            seen = {}
-            for action in actions:
-                seen[action] = seen.get(action, 0) + 1
-            if seen != counts:
-                differ = sorted(a for a in set(seen) | set(counts) if seen.get(a) != counts.get(a))
-                problems.append((seq, "counts per action up to this digest differ from the signed "
-                                      f"ones for: {', '.join(differ)}"))
+        if counts is not None and not unknown and counted != counts:
+            differ = sorted(a for a in set(counted) | set(counts)
+                            if counted.get(a) != counts.get(a))
+            problems.append((seq, "counts per action up to this digest differ from the signed "
+                                  f"ones for: {', '.join(differ)}"))
     return problems
 
 

@@ -1,9 +1,11 @@
 """Exports of a runbook's history (CSV, JSON) and its evidence pack (zip).
 
 Exports are reads, so auditors may make them; each one is recorded as an 'export' audit event.
-The evidence pack holds a manifest.json with the sha256 of every other file in the zip, so a
-reader can check the pack without this app.
+The evidence pack holds a manifest.json with the sha256 of every other file in the zip, signed
+(manifest.sig) with the audit key, plus the audit chain up to a digest signed at export and every
+earlier digest, so an auditor checks it offline with only the public key (checklist.pack).
 """
+import base64
 import csv
 import hashlib
 import io
@@ -16,7 +18,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import audit, rules
+from . import audit, digests, rules
+from . import pack as pack_layout
 from .api import runbook_document
 from .history import chain_status, filtered_events, history_access
 from .models import Evidence
@@ -120,9 +123,11 @@ def build_evidence_pack(runbook, user, fileobj):
     facts = rules.RunbookFacts.load(runbook)
     document = runbook_document(runbook, facts)
     chain = chain_status()
-    # The export event goes in first, so the pack's history includes it.
+    # The export event goes in first, so the pack's history includes it, then a digest signed now
+    # covers it. Written at once: the export's own event is committed (views run in autocommit).
     event = audit.record("export", actor=user, obj=runbook, runbook=runbook,
                          after={"format": "evidence-pack"})
+    digest = json.loads(digests.write("evidence-pack").read_text(encoding="utf-8"))["digest"]
     from .models import AuditEvent
 
     events = list(AuditEvent.objects.filter(runbook=runbook).select_related("phase", "item")
@@ -160,6 +165,11 @@ def build_evidence_pack(runbook, user, fileobj):
                 entry.update({"included": True, "file": name,
                               "matches_record": actual == ev.sha256})
             evidence_entries.append(entry)
+        audit_summary = _add_audit_content(zf, add, files, runbook, digest)
+        add("README.txt", pack_layout.README.format(
+            runbook=runbook.name, generated_at=timezone.now().isoformat(),
+            generated_by=user.get_username(), last_seq=digest["seq"],
+            key_id=audit_summary["key_id"]))
         add("report.html", render_to_string("checklist/report.html", {
             "runbook": runbook, "doc": document, "events": events, "chain": chain,
             "evidence": evidence_entries, "generated_at": timezone.now(), "user": user,
@@ -171,11 +181,46 @@ def build_evidence_pack(runbook, user, fileobj):
             "generated_by": user.get_username(),
             "export_event": {"seq": event.seq, "hash": event.hash},
             "audit_chain": chain,
+            "audit": audit_summary,
             "files": files,
             "evidence": evidence_entries,
         }
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+        manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+        zf.writestr(pack_layout.MANIFEST, manifest_bytes)
+        zf.writestr(pack_layout.SIGNATURE,
+                    base64.b64encode(digests.signing_key().sign(manifest_bytes)).decode("ascii"))
     return manifest
+
+
+def _add_audit_content(zf, add, files, runbook, digest):
+    """The chain up to the export digest, every digest so far and the public key.
+
+    This runbook's events go in whole; another runbook's (form 2) only as their body hash, which
+    keeps the chain checkable without handing out their content. Events hashed in form 1 (before
+    request ids were recorded) cannot be cut that way and go in whole.
+    """
+    name = pack_layout.EVENTS
+    sha, size, count = hashlib.sha256(), 0, 0
+    events = audit.AuditEvent.objects.filter(seq__lte=digest["seq"]).order_by("seq")
+    with zf.open(name, "w") as out:
+        for event in events.iterator(chunk_size=2000):
+            entry = {"seq": event.seq, "form": event.form, "prev_hash": event.prev_hash,
+                     "hash": event.hash}
+            if event.runbook_id == runbook.pk or event.form == 1:
+                entry["content"] = event.content()
+            else:
+                entry["body_sha256"] = event.body_sha256()
+            line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+            out.write(line)
+            sha.update(line)
+            size += len(line)
+            count += 1
+    files.append({"name": name, "sha256": sha.hexdigest(), "size": size})
+    for path in digests.digest_files():
+        add(pack_layout.DIGESTS + path.name, path.read_bytes())
+    add(pack_layout.PUBLIC_KEY, digests.public_key_pem())
+    return {"events": count, "last_seq": digest["seq"], "head": digest["head"],
+            "digest": digest["number"], "key_id": digest["key_id"]}
 
 
 @require_GET

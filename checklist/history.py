@@ -3,12 +3,13 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from . import actions, audit, rules
+from . import actions, audit, digests, rules
 from .forms import HistoryFilterForm
 from .models import AuditEvent, ItemState, Phase
 from .views import _refused, _runbook, reader_required
 
 PAGE_SIZE = 50
+DIGESTS_LISTED = 10
 
 
 def history_access(request, runbook, what):
@@ -37,8 +38,16 @@ def filtered_events(request, runbook):
 
 
 def chain_status():
+    """The chain recomputed and checked against every signed digest (verify_audit also replays
+    the state; that stays out of page loads)."""
     ok, checked, broken_at, reason = audit.verify_chain()
-    return {"ok": ok, "checked": checked, "broken_at": broken_at, "reason": reason}
+    count, problems = digests.verify()
+    status = {"ok": ok and not problems, "checked": checked, "broken_at": broken_at,
+              "reason": reason, "digests": count,
+              "digest_problems": [f"{where}: {why}" for where, why in problems]}
+    if ok and problems:
+        status["reason"] = "the chain does not match its signed digests"
+    return status
 
 
 @require_GET
@@ -61,4 +70,5 @@ def history_page(request, runbook_id):
         "page": page,
         "query": query.urlencode(),
         "chain": chain_status(),
+        "digests": digests.listing(limit=DIGESTS_LISTED),
     })

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from deploychecks.redact import scrub
 
-from . import actions, audit
+from . import actions, audit, digests
 from .models import Evidence, Runbook, TaskRun
 
 log = logging.getLogger(__name__)
@@ -300,3 +300,11 @@ def _on_worker_ready(sender=None, **kwargs):
 @shared_task(name="checklist.mark_lost_runs")
 def mark_lost_runs_task():
     return mark_lost_runs()
+
+
+@shared_task(name="checklist.write_audit_digest")
+def write_audit_digest():
+    """Beat, hourly: a signed digest of the audit chain when anything was recorded since the last.
+    Returns the digest file's name, or None when nothing changed."""
+    path = digests.write("schedule", only_if_changed=True)
+    return path.name if path else None

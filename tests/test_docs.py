@@ -61,6 +61,7 @@ def _parser(app, name):
 
 
 APPS = {"check_deploy": "deploychecks", "run_job": "checklist", "verify_audit": "checklist",
+        "audit_key": "checklist",
         "import_checklist": "checklist", "start_runbook": "checklist"}
 
 

@@ -56,6 +56,8 @@ def worker_env(extra=None):
         "JOB_WORKDIR": str(settings.JOB_WORKDIR),
         "CELERY_BROKER_URL": celery_app.conf.broker_url,
         "SECRET_KEY": settings.SECRET_KEY,
+        "AUDIT_SIGNING_KEY": settings.AUDIT_SIGNING_KEY,
+        "AUDIT_DIGEST_DIR": str(settings.AUDIT_DIGEST_DIR),
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra or {})

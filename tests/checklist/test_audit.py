@@ -117,7 +117,7 @@ def test_verify_audit_names_the_changed_event(history, capsys):
     with pytest.raises(SystemExit) as exc:
         call_command("verify_audit")
     assert exc.value.code == 1
-    assert f"broken at event #{target.seq}" in capsys.readouterr().err
+    assert f"event #{target.seq}: chain broken" in capsys.readouterr().err
 
 
 def test_verify_audit_finds_a_deleted_event(history):
@@ -129,7 +129,7 @@ def test_verify_audit_finds_a_deleted_event(history):
 
 def test_verify_audit_confirms_a_whole_chain(history, capsys):
     call_command("verify_audit")
-    assert "unbroken" in capsys.readouterr().out
+    assert "chain unbroken, every check holds" in capsys.readouterr().out
 
 
 def test_refusals_and_logins_are_audited(client, users, runbook):

@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from deploychecks.redact import scrub
+from migration.safe_files import UnsafeFile, resolve_under_roots
 
 from . import actions, audit, digests
 from .models import Evidence, Runbook, TaskRun
@@ -44,6 +45,26 @@ LOG_LIMIT = 200_000  # characters of log kept on the run (the full log is also e
 
 class JobCancelled(Exception):
     pass
+
+
+class JobInputError(Exception):
+    """The job cannot start on what it was configured with; the message says why, in plain words."""
+
+
+def app_private_files():
+    """Files no job may ever read: the app's own SQLite database and its development key."""
+    files = [Path(settings.VAR_DIR) / "dev_secret_key"]
+    db = settings.DATABASES["default"]
+    if "sqlite" in db["ENGINE"] and str(db["NAME"]) not in ("", ":memory:"):
+        files.append(Path(db["NAME"]))
+    return files
+
+
+def _safe(path, roots, what):
+    try:
+        return resolve_under_roots(path, roots, forbidden=app_private_files(), what=what)
+    except UnsafeFile as exc:
+        raise JobInputError(str(exc)) from None
 
 
 @dataclass
@@ -95,7 +116,13 @@ class JobContext:
             raise JobCancelled()
 
     def sources(self):
-        return {s.name: Path(s.path) for s in self.runbook.sources.all()}
+        """The runbook's sources, each resolved and refused unless a regular file under
+        SOURCE_ROOTS (never the app's own database)."""
+        return {s.name: _safe(s.path, settings.SOURCE_ROOTS, "source") for s in self.runbook.sources.all()}
+
+    def checked_file(self, path):
+        """A file a check reads (env file, app spec), held to CHECK_FILE_ROOTS likewise."""
+        return _safe(path, settings.CHECK_FILE_ROOTS, "checked file")
 
     def target_url(self):
         from .targets import target_url
@@ -162,6 +189,9 @@ def run_job(self, run_id, params=None):
     except JobCancelled:
         result = JobResult(ok=False, error="Cancelled on request.")
         state = TaskRun.CANCELLED
+    except JobInputError as exc:
+        result = JobResult(ok=False, error=ctx.redact(str(exc)))
+        state = TaskRun.FAILED
     except SoftTimeLimitExceeded:
         result = JobResult(ok=False, error="The job ran past its time limit and was stopped.")
         state = TaskRun.FAILED

@@ -15,7 +15,7 @@ import jsonschema
 
 from . import secret_values
 from .report import CheckInputError, CheckReport
-from .spec_file import SpecSyntaxError, format_path, load_spec
+from .spec_file import SpecSyntaxError, format_path, load_spec, read_text
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "app_spec.schema.json"
 
@@ -34,8 +34,8 @@ def load_schema(path=None) -> dict:
     """The app spec JSON Schema (ours by default)."""
     schema_path = Path(path) if path else SCHEMA_PATH
     try:
-        return json.loads(schema_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return json.loads(read_text(schema_path))
+    except ValueError as exc:
         raise CheckInputError(f"cannot read schema {schema_path}: {exc.__class__.__name__}") from exc
 
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class DeployChecksConfig(AppConfig):
@@ -10,8 +11,9 @@ class DeployChecksConfig(AppConfig):
 
         from checklist.models import AuditEvent, TaskRun
 
-        from . import jobs, notify
+        from . import jobs, notify, spec_file
 
+        spec_file.MAX_BYTES = settings.CHECK_FILE_MAX_BYTES
         jobs.register_kinds()
         post_save.connect(jobs.on_run_saved, sender=TaskRun,
                           dispatch_uid="deploychecks.after_run")

@@ -75,6 +75,10 @@ def run_check(ctx, name, defaults, extra_secrets=()):
     check = registry.get(name)
     options = {k: v for k, v in defaults.items() if v not in (None, "", [], {})}
     options.update(ctx.params)
+    # Files a check reads are held to CHECK_FILE_ROOTS (regular files, never the app's database).
+    for key in ("path", "schema", "rules"):
+        if isinstance(options.get(key), str) and not options[key].lstrip().startswith("{"):
+            options[key] = str(ctx.checked_file(options[key]))
     secrets = [s for s in (*extra_secrets, url_password(str(options.get("url") or ""))) if s]
     ctx.log(scrub(f"check {name}: " + ", ".join(
         f"{k}={v}" for k, v in sorted(options.items()) if k != "rules"), *secrets))

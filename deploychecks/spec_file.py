@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from migration import safe_files
+
 from .report import CheckInputError
 
 
@@ -51,15 +53,19 @@ def format_path(parts) -> str:
     return text
 
 
+# Set from the CHECK_FILE_MAX_BYTES setting when the app starts; the checks are plain Python.
+MAX_BYTES = 1 << 20
+
+
 def read_text(path) -> str:
-    """The file's text; a missing or unreadable file is unusable input."""
-    p = Path(path)
-    if not p.is_file():
+    """The file's text; anything but a regular UTF-8 file of at most MAX_BYTES is unusable input
+    (a FIFO or device is refused at once, never read)."""
+    if not Path(path).exists():
         raise CheckInputError(f"file not found: {path}")
     try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckInputError(f"cannot read {path}: {exc.__class__.__name__}") from exc
+        return safe_files.read_text(path, MAX_BYTES, "file")
+    except safe_files.UnsafeFile as exc:
+        raise CheckInputError(str(exc)) from None
 
 
 def load_spec(path) -> SpecFile:

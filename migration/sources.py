@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import InputError, SourceError
+from .safe_files import UnsafeFile, open_regular
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,50}$")
@@ -41,17 +42,22 @@ def parse_source_args(values: list[str]) -> dict[str, Path]:
 
 
 def check_source_file(path: Path) -> None:
-    """Raise `SourceError` unless `path` is an existing, readable file with a SQLite header."""
+    """Raise `SourceError` unless `path` is a readable regular file with a SQLite header.
+
+    The file is opened without blocking and its kind taken from the open descriptor, so a FIFO
+    or a device given as a source is refused at once instead of hanging the step.
+    """
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"{path}: no such file")
-    if path.is_dir():
-        raise SourceError(f"{path}: is a directory, not a SQLite database file")
     try:
-        with open(path, "rb") as fh:
-            header = fh.read(100)
+        fd = open_regular(path, "source")
+    except UnsafeFile as exc:
+        raise SourceError(str(exc).removeprefix("source ")) from None
+    try:
+        header = os.read(fd, 100)
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
     if len(header) == 0:
         raise SourceError(f"{path}: is empty (0 bytes), not a SQLite database")
     if not header.startswith(SQLITE_MAGIC):

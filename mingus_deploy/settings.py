@@ -227,6 +227,15 @@ LOGGING = {
 # Engine work folders (backups, schema, rejects) live here, one per runbook; evidence copies go
 # under MEDIA_ROOT.
 JOB_WORKDIR = Path(env("JOB_WORKDIR", default=str(VAR_DIR / "work")))
+# Files a job may read. Sources (SQLite files) must lie under SOURCE_ROOTS; files a check reads
+# (env file, app spec) under CHECK_FILE_ROOTS (a root may be a single file: by default this
+# repository's app-spec.yaml); symlinks are resolved first, and the app's own database and key
+# file are never readable. `make run` copies the demo sources into VAR_DIR/sources.
+SOURCE_ROOTS = [Path(p) for p in env.list("SOURCE_ROOTS", default=[str(VAR_DIR / "sources")])]
+CHECK_FILE_ROOTS = [Path(p) for p in env.list(
+    "CHECK_FILE_ROOTS", default=[str(p) for p in SOURCE_ROOTS] + [str(BASE_DIR / "app-spec.yaml")])]
+CHECK_FILE_MAX_BYTES = env.int("CHECK_FILE_MAX_BYTES", default=1 << 20)  # env files, app specs
+CHECKLIST_MAX_BYTES = env.int("CHECKLIST_MAX_BYTES", default=2 << 20)  # imported checklists
 JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)  # seconds between writes
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5)
 JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)

@@ -4,6 +4,7 @@ The suite runs the app's database on PostgreSQL (DATABASE_URL, default the local
 127.0.0.1:5432); set DATABASE_URL=sqlite:///... to run it on SQLite.
 """
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
@@ -17,6 +18,8 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("JOB_PROGRESS_INTERVAL", "0.2")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "1")
+# Tests keep their SQLite sources in pytest's tmp_path; tests of the roots narrow this.
+os.environ.setdefault("SOURCE_ROOTS", tempfile.gettempdir())
 
 from .settings import *  # noqa: E402,F401,F403
 from .settings import BASE_DIR  # noqa: E402

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             return
         runbook = actions.start_runbook(lead, template, "MINGUS production (demo)")
         if fixtures and Path(fixtures).is_dir():
-            dest = Path(settings.VAR_DIR) / "demo-sources"
+            dest = Path(settings.SOURCE_ROOTS[0])  # jobs read sources only under SOURCE_ROOTS
             dest.mkdir(parents=True, exist_ok=True)
             sources = {}
             for name in FIVE:

@@ -1,10 +1,11 @@
 import json
-from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from checklist.actions import import_template
 from checklist.importer import ChecklistParseError
+from migration.safe_files import UnsafeFile, read_bytes
 
 
 class Command(BaseCommand):
@@ -17,9 +18,10 @@ class Command(BaseCommand):
 
     def handle(self, path, name=None, json=False, **options):
         try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}", returncode=2)
+            # A regular file of bounded size only: a FIFO would hang the import, a device never end.
+            raw = read_bytes(path, settings.CHECKLIST_MAX_BYTES, "checklist")
+        except UnsafeFile as exc:
+            raise CommandError(f"Cannot read {exc}", returncode=2)
         try:
             template, created = import_template(raw, name=name)
         except ChecklistParseError as exc:

@@ -461,3 +461,44 @@ def void_stale_schema_approval(run, user):
                                 "earlier approval; a lead must approve the new file.")
         except Refused:
             pass  # a locked phase keeps its history; the approval no longer stands either way
+
+
+def _admin_snapshot(obj):
+    from django.forms.models import model_to_dict
+
+    return {k: (list(v) if isinstance(v, (list, tuple, set)) else v)
+            for k, v in model_to_dict(obj).items()
+            if not hasattr(v, "all")}  # m2m querysets: not part of an admin edit here
+
+
+def _admin_where(obj):
+    runbook_id = getattr(obj, "runbook_id", None)
+    return {"obj": obj, "runbook": _lock_runbook(runbook_id) if runbook_id else None}
+
+
+@_run
+def admin_save(user, obj, change):
+    """Save an object edited in the Django admin: under its runbook's lock when it has one, if the
+    rule allows, with an audit event holding the fields before and after."""
+    where = _admin_where(obj) if change else {"obj": obj}
+    _check(rules.can_admin_write(user, obj), user, "admin-save", **where)
+    before = None
+    if change:
+        before = _admin_snapshot(type(obj).objects.get(pk=obj.pk))
+    elif getattr(obj, "runbook_id", None):
+        where = _admin_where(obj)
+    obj.save()
+    where["obj"] = obj
+    audit.record("admin-change" if change else "admin-add", actor=user, before=before,
+                 after={"model": obj._meta.label, **_admin_snapshot(obj)}, **where)
+    return obj
+
+
+@_run
+def admin_delete(user, obj):
+    """Delete an object from the Django admin, audited like `admin_save`."""
+    where = _admin_where(obj)
+    _check(rules.can_admin_write(user, obj), user, "admin-delete", **where)
+    before = {"model": obj._meta.label, **_admin_snapshot(obj)}
+    audit.record("admin-delete", actor=user, before=before, after=None, **where)
+    obj.delete()

@@ -494,3 +494,33 @@ def current_phase(facts):
         if facts.status(p).state != SIGNED_OFF:
             return p
     return None
+
+
+def template_of(obj):
+    """The template version an admin-editable object belongs to (None for other objects)."""
+    from .models import ChecklistTemplate, ContactField, Group, Item, JobBinding, Phase
+
+    if isinstance(obj, ChecklistTemplate):
+        return obj
+    if isinstance(obj, (Phase, ContactField)):
+        return obj.template if obj.template_id else None
+    if isinstance(obj, Group):
+        return obj.phase.template if obj.phase_id else None
+    if isinstance(obj, Item):
+        return obj.group.phase.template if obj.group_id else None
+    if isinstance(obj, JobBinding):
+        return None  # which job earns an item is configuration, not the template's text
+    return None
+
+
+def can_admin_write(user, obj):
+    """May this user change `obj` in the admin? Staff with the model permission (Django's admin
+    asks that first), and never a template version a runbook uses: its text is what people ticked
+    and signed off; import a new version instead."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return _forbid("Only admins change data in the admin.")
+    template = template_of(obj)
+    if template is not None and template.pk and template.runbooks.exists():
+        return _conflict(f"{template} is used by a runbook, so it is read-only: import a new "
+                         "version of the checklist instead.")
+    return ALLOW

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from checklist import audit
+from checklist.admin import ReadOnlyAdmin
 
 from .models import (MonitorSample, Notification, PerformanceBaseline, RunbookCheckSettings,
                      TriggerFiring, WorkerHeartbeat)
@@ -36,28 +37,29 @@ class RunbookCheckSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(PerformanceBaseline)
-class PerformanceBaselineAdmin(admin.ModelAdmin):
+class PerformanceBaselineAdmin(ReadOnlyAdmin):
     list_display = ["runbook", "run", "recorded_at"]
     readonly_fields = ["runbook", "run", "evidence", "report", "recorded_at"]
 
 
 @admin.register(MonitorSample)
-class MonitorSampleAdmin(admin.ModelAdmin):
+class MonitorSampleAdmin(ReadOnlyAdmin):
     list_display = ["runbook", "kind", "ok", "latency_ms", "detail", "taken_at"]
     list_filter = ["kind", "ok"]
 
 
 @admin.register(TriggerFiring)
-class TriggerFiringAdmin(admin.ModelAdmin):
+class TriggerFiringAdmin(ReadOnlyAdmin):
     list_display = ["runbook", "trigger", "summary", "fired_at", "cleared_at", "notified_at"]
     list_filter = ["trigger"]
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     list_display = ["event", "channel", "recipients", "state", "created_at", "sent_at"]
     list_filter = ["channel", "state", "event"]
     readonly_fields = ["payload", "attempts"]
 
 
-admin.site.register(WorkerHeartbeat)
+# Records the app's checks, beat and notifier write (evidence of what happened): view only.
+admin.site.register(WorkerHeartbeat, ReadOnlyAdmin)

@@ -171,3 +171,28 @@ def test_the_beat_digest_is_written_only_when_something_changed(proven, users):
     actions.add_note(users["member"], states_of(proven, gated(proven)[1])[0], "more")
     assert write_audit_digest() is not None
     assert len(digests.digest_files()) == before + 1
+
+
+def test_the_history_page_lists_digests_and_shows_a_rewrite(proven, client, users):
+    from django.urls import reverse
+
+    client.force_login(users["auditor"])
+    url = reverse("history", args=[proven.pk])
+    body = client.get(url).content.decode()
+    assert "✔ Verified" in body and "Signed digests" in body and "sign-off" in body
+    last = AuditEvent.objects.order_by("-seq").first()
+    signed = json.loads(digests.digest_files()[-1].read_text())["digest"]["seq"]
+    target = AuditEvent.objects.get(seq=signed)
+    target.actor_label = "mallory"
+    _superuser_sql("UPDATE checklist_auditevent SET actor_label = %s, hash = %s WHERE id = %s",
+                   [target.actor_label, target.compute_hash(), target.pk])
+    following = AuditEvent.objects.filter(seq__gt=signed).order_by("seq")
+    prev = target.compute_hash()
+    for event in following:
+        event.prev_hash = prev
+        prev = event.compute_hash()
+        _superuser_sql("UPDATE checklist_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+                       [event.prev_hash, prev, event.pk])
+    assert last.seq >= signed
+    body = client.get(url).content.decode()
+    assert "Does not match its signed digests" in body and f"event #{signed}" in body

@@ -55,7 +55,11 @@ REGISTRY = {
         JobKind("validate", "Validate every row", "migration.tasks.validate_job", needs_target=True,
                 time_limit=4 * 3600),
         JobKind("rollback", "Roll back the migration", "migration.tasks.rollback_job",
-                needs_target=True),
+                needs_target=True, description="Restore the SQLite files and drop exactly what the "
+                                               "migration created (refused if anything else depends on it)."),
+        JobKind("rollback-rehearsal", "Rehearse the rollback", "migration.tasks.rollback_rehearsal_job",
+                needs_target=True, description="Verify the backups and run the drops in a transaction "
+                                               "that is rolled back: proves the rollback, changes nothing."),
         JobKind("cleanup", "Archive and clean up", "migration.tasks.cleanup_job"),
     ]
 }

@@ -218,12 +218,17 @@ class ValidateReport(Report):
 class RollbackReport(Report):
     step: str = "rollback"
     manifest: str = ""
+    dry_run: bool = False  # a rehearsal: nothing restored, the drops rolled back
     restored: list[dict] = field(default_factory=list)
     target_actions: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # what was (or, rehearsing, would be) dropped
+    dependants: list[str] = field(default_factory=list)  # other objects that block the drop
 
     def details(self) -> list[str]:
-        return ([f"restored {r['name']} -> {r['path']}" for r in self.restored]
-                + [f"target: {a}" for a in self.target_actions])
+        verb = "would restore" if self.dry_run else "restored"
+        return ([f"{verb} {r['name']} -> {r['path']}" for r in self.restored]
+                + [f"target: {a}" for a in self.target_actions]
+                + [f"blocked by: {d}" for d in self.dependants])
 
 
 @dataclass

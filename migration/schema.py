@@ -25,6 +25,7 @@ from .progress import Reporter
 from .reports import SchemaReport, utc_now, write_report
 from .sources import file_identity, open_source
 from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
+    owned_sequences, record_created, \
     existing_indexes, existing_views, target_columns
 
 SCHEMA_FILE = "unified_schema.sql"
@@ -308,16 +309,38 @@ def apply_statements(conn, statements: list, sections: tuple, control: str = CON
                 if st.section == "view" and conn.execute(
                         "SELECT 1 FROM pg_views WHERE schemaname = %s AND viewname = %s", (schema, st.object)).fetchone():
                     continue
+                new = _new_object(conn, st, schema, present_schemas)
                 conn.execute(st.sql)
-                if st.section == "prelude" and st.object.startswith("schema ") and schema not in present_schemas:
-                    conn.execute(f"INSERT INTO {ctl}.created (object_kind, object_name) VALUES ('schema', %s) "
-                                 f"ON CONFLICT DO NOTHING", (schema,))
-                    present_schemas.add(schema)
+                if new is not None:  # it did not exist before: the migration made it, rollback drops it
+                    record_created(conn, control, *new)
+                    if new[0] == "schema":
+                        present_schemas.add(schema)
+                    if new[0] == "table":
+                        for seq in owned_sequences(conn, schema, st.object):
+                            record_created(conn, control, "sequence", schema, seq, st.object)
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", "")[:2] in ("08", "57"):
                 raise
             failed.append(f"{st.section} {st.schema}.{st.table} {st.object}: {error_text(exc)}")
     return failed
+
+
+def _new_object(conn, st, schema: str, present_schemas: set):
+    """(kind, schema, name, table) of the object `st` would create, or None if it exists already."""
+    if st.section == "prelude":
+        kind, _, name = st.object.partition(" ")
+        if kind == "schema":
+            return None if schema in present_schemas else ("schema", schema, schema, "")
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (name,)).fetchone():
+            return None
+        return ("extension", "", name, "")
+    if st.section in ("key", "fk"):
+        return ("constraint", schema, st.object, st.table)  # the caller skipped an existing one
+    qualified = f"{quote_ident(schema)}.{quote_ident(st.object)}"
+    if conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None:
+        return None
+    kind = {"table": "table", "view": "view", "index": "index"}.get(st.section, st.section)
+    return (kind, schema, st.object, st.table if kind == "index" else "")
 
 
 def _constraint_exists(conn, schema: str, name: str) -> bool:

@@ -74,10 +74,11 @@ def validate(sources: Sources, target_url: str, workdir: Path = DEFAULT_WORKDIR,
 
 
 def rollback(sources: Sources, target_url: Optional[str], workdir: Path = DEFAULT_WORKDIR,
-             manifest_path: Optional[Path] = None, progress: Progress = None) -> RollbackReport:
-    """Restore the sources from the backup (checksums verified) and drop the migration's objects."""
+             manifest_path: Optional[Path] = None, progress: Progress = None, dry_run: bool = False) -> RollbackReport:
+    """Restore the sources from the backup (checksums verified) and drop exactly the migration's
+    objects, never with CASCADE; with dry_run, rehearse both and change nothing."""
     return rollback_step(_paths(sources), target_url, Path(workdir), Path(manifest_path) if manifest_path else None,
-                         progress)
+                         progress, dry_run)
 
 
 def cleanup(sources: Sources, workdir: Path = DEFAULT_WORKDIR, remove_sources: bool = False,

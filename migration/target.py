@@ -86,9 +86,15 @@ def control_ddl(schema: str = CONTROL_SCHEMA) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {s}.runs (
             run_id text PRIMARY KEY, plan_sha256 text NOT NULL, started_at timestamptz NOT NULL DEFAULT now(),
             finished_at timestamptz, status text NOT NULL DEFAULT 'running', sources jsonb)""",
+        # Every object schema --apply or a run created (and only those): what rollback drops.
         f"""CREATE TABLE IF NOT EXISTS {s}.created (
             object_kind text NOT NULL, object_name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+            object_schema text NOT NULL DEFAULT '', object_ident text NOT NULL DEFAULT '',
+            object_table text NOT NULL DEFAULT '', seq bigserial,
             PRIMARY KEY (object_kind, object_name))""",
+        f"""ALTER TABLE {s}.created ADD COLUMN IF NOT EXISTS object_schema text NOT NULL DEFAULT '',
+            ADD COLUMN IF NOT EXISTS object_ident text NOT NULL DEFAULT '',
+            ADD COLUMN IF NOT EXISTS object_table text NOT NULL DEFAULT ''""",
         f"""CREATE TABLE IF NOT EXISTS {s}.tables (
             source text NOT NULL, table_name text NOT NULL, target text NOT NULL, rows_at_start bigint NOT NULL,
             chunks integer NOT NULL, state text NOT NULL DEFAULT 'loading', plan_sha256 text NOT NULL,
@@ -108,6 +114,30 @@ def control_ddl(schema: str = CONTROL_SCHEMA) -> list[str]:
             src_rowid bigint, src_key jsonb, reason text NOT NULL, row_data jsonb,
             created_at timestamptz NOT NULL DEFAULT now())""",
     ]
+
+
+def record_created(conn: psycopg.Connection, control: str, kind: str, schema: str, ident: str,
+                   table: str = "") -> None:
+    """Note in the control table that the migration created this object (rollback drops it).
+
+    `kind` is schema, extension, table, view, index, constraint, sequence or type; `table` is
+    the table an index, constraint or owned sequence belongs to.
+    """
+    if kind in ("schema", "extension"):
+        name = ident
+    else:
+        name = ".".join(quote_ident(p) for p in (schema, table, ident) if p)
+    conn.execute(f"INSERT INTO {quote_ident(control)}.created (object_kind, object_name, object_schema, object_ident, "
+                 f"object_table) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                 (kind, name, schema if kind != "schema" else ident, ident, table))
+
+
+def owned_sequences(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    """The sequences a table owns (identity and serial columns); they go when the table goes."""
+    return [r[0] for r in conn.execute(
+        "SELECT s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
+        "WHERE d.classid = 'pg_class'::regclass AND d.refobjid = to_regclass(%s) AND s.relkind = 'S' "
+        "ORDER BY s.relname", (f"{quote_ident(schema)}.{quote_ident(table)}",))]
 
 
 def schema_exists(conn: psycopg.Connection, schema: str) -> bool:

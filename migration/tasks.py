@@ -68,6 +68,9 @@ def _figures(report):
     if report.step == "backup":
         return {"files": len(report.files),
                 "restore_test_ok": bool(report.restore_test.get("ok"))}
+    if report.step == "rollback":
+        return {"dry_run": report.dry_run, "dropped": len(report.dropped),
+                "dependants": len(report.dependants), "restored": len(report.restored)}
     if report.step == "assess":
         return {"sources": len(report.sources), "conflicts": len(report.conflicts),
                 **{k: v for k, v in report.estimate.items() if isinstance(v, (int, float))}}
@@ -115,6 +118,12 @@ def validate_job(ctx):
 def rollback_job(ctx):
     return _call(ctx, steps.rollback, sources=ctx.sources(), target_url=ctx.target_url(),
                  workdir=_workdir(ctx))
+
+
+def rollback_rehearsal_job(ctx):
+    """The rollback, rehearsed: backups verified, drops run and rolled back; nothing changes."""
+    return _call(ctx, steps.rollback, sources=ctx.sources(), target_url=ctx.target_url(),
+                 workdir=_workdir(ctx), dry_run=True)
 
 
 def cleanup_job(ctx):

@@ -61,7 +61,7 @@ def assert_evidence_matches_files(run):
         assert file_sha256(settings.MEDIA_ROOT / e.path) == e.sha256, e.name
 
 
-def test_backup_assess_schema_dry_run_run_validate_chain(client, configured, users, worker):
+def test_backup_assess_schema_dry_run_run_validate_chain(client, configured, users, worker, target_db):
     rb = configured
     client.force_login(users["member"])
     for kind, earned in [
@@ -96,11 +96,15 @@ def test_backup_assess_schema_dry_run_run_validate_chain(client, configured, use
         ("dry-run", "Data mapping verified"),
         ("migrate", "All data transferred successfully"),
         ("validate", "Record counts verified"),
+        ("rollback-rehearsal", "Rollback plan tested"),  # the rehearsal, never a destructive rollback
     ]:
         run = wait_for_run(start(client, rb, kind), ended, timeout=600)
         assert run.state == "succeeded", f"{kind}: {run.error}\n{run.log}"
         assert item(rb, earned).checked and item(rb, earned).checked_by == users["member"]
         assert_evidence_matches_files(run)
+    with psycopg.connect(target_db) as conn:  # the rehearsal dropped nothing for good
+        assert conn.execute("SELECT count(*) FROM mingus.users").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM _pgmigrate.created").fetchone()[0] > 0
 
     doc = client.get(f"/api/runbooks/{rb.pk}/").json()
     items = {i["text"]: i for p in doc["phases"] for g in p["groups"] for i in g["items"]}

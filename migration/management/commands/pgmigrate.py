@@ -79,7 +79,7 @@ class Command(BaseCommand):
                             help="PostgreSQL URL (default $PGMIGRATE_TARGET_URL); not needed by backup, restore, assess")
         parser.add_argument("--workdir", default="pgmigrate-work", help="where reports, backups and logs go")
         parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-        parser.add_argument("--dry-run", action="store_true", help="run: rehearse in a rolled-back transaction")
+        parser.add_argument("--dry-run", action="store_true", help="run, rollback: rehearse in a rolled-back transaction, changing nothing")
         parser.add_argument("--apply", action="store_true", help="schema: create the objects in the target")
         parser.add_argument("--manifest", help="restore/rollback: backup manifest (default: the newest in --workdir)")
         parser.add_argument("--dest", help="restore: directory to restore the files into")
@@ -146,5 +146,6 @@ class Command(BaseCommand):
             return steps.validate(sources, target, workdir, workers=opts["workers"], busy_timeout=opts["busy_timeout"],
                                   **common)
         if step == "rollback":
-            return steps.rollback(sources, target, workdir, manifest_path=opts["manifest"], **common)
+            return steps.rollback(sources, target, workdir, manifest_path=opts["manifest"], dry_run=opts["dry_run"],
+                                  **common)
         return steps.cleanup(sources, workdir, remove_sources=opts["remove_sources"], **common)

@@ -2,17 +2,26 @@
 
 The command runs in a subprocess with its working directory, a minimal environment plus the
 secrets it names (taken from the worker's environment, injected, never logged) and a time limit.
-Its stdout/stderr and exit code are the evidence; success is exit 0.
+Its stdout/stderr and exit code are the evidence; success is exit 0. It runs in a process group
+of its own under `checklist/lifeline.py`, which kills the group when this worker dies (even by
+SIGKILL) or when the command ends, so no process outlives its run.
 """
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 from django.conf import settings
 
+from . import lifeline
 from .models import CommandSpec
-from .tasks import JobCancelled, JobResult
+from .tasks import JobCancelled, JobResult, group_file
+
+
+def _which(program, env):
+    return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
 def command_job(ctx):
@@ -34,12 +43,29 @@ def command_job(ctx):
     ctx.log(f"running {spec.name}: {' '.join(map(str, spec.argv))} in {workdir} "
             f"(time limit {spec.timeout_seconds}s)")
     started = time.monotonic()
+    argv = [str(a) for a in spec.argv]
+    # The shim below starts the program; refuse here what it could not start, in plain words.
+    program = argv[0] if os.sep in argv[0] else _which(argv[0], env)
+    if program and not os.path.isabs(program):
+        program = os.path.join(workdir, program)
+    if not os.path.isdir(workdir):
+        return JobResult(ok=False, error=f"Could not start {spec.name}: no such working directory {workdir}")
+    if not program or not os.access(program, os.X_OK):
+        return JobResult(ok=False, error=f"Could not start {spec.name}: {argv[0]}: no such program")
+    # Only this job holds the writing end: the shim sees EOF the moment this process dies.
+    life_r, life_w = os.pipe()
+    pgid_path = group_file(ctx.run)
     with open(out_path, "wb") as out:
         try:
-            proc = subprocess.Popen([str(a) for a in spec.argv], cwd=workdir, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-I", lifeline.__file__, str(life_r), "--", *argv],
+                                    cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(life_r,))
         except OSError as exc:
+            os.close(life_w)
             return JobResult(ok=False, error=f"Could not start {spec.name}: {exc.strerror or exc}")
+        finally:
+            os.close(life_r)
+        lifeline.record_group(pgid_path, proc.pid)
         timed_out = cancelled = False
         # Poll rather than block, so a cancel or the time limit stops the command promptly.
         while True:
@@ -57,6 +83,8 @@ def command_job(ctx):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             break
+    os.close(life_w)
+    pgid_path.unlink(missing_ok=True)
     elapsed = time.monotonic() - started
     # The stored output is the redacted one: a secret the command printed never reaches evidence.
     text = ctx.redact(out_path.read_bytes().decode("utf-8", errors="replace"))

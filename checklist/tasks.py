@@ -35,7 +35,7 @@ from django.utils import timezone
 from deploychecks.redact import scrub
 from migration.safe_files import UnsafeFile, resolve_under_roots
 
-from . import actions, audit, digests
+from . import actions, audit, digests, lifeline
 from .models import Evidence, Runbook, TaskRun
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,11 @@ class JobContext:
     def log_text(self):
         text = "\n".join(self._lines)
         return text[-LOG_LIMIT:]
+
+
+def group_file(run):
+    """Where a command job notes its process group while it runs (see checklist/lifeline.py)."""
+    return Path(settings.JOB_WORKDIR) / f"runbook-{run.runbook_id}" / f"run-{run.pk}.pgid"
 
 
 def _handler(kind_name):
@@ -310,6 +315,9 @@ def mark_lost_runs(hostname=None):
                 error="The worker running this job stopped (killed or lost); re-run it to resume.")
             if n:
                 lost += 1
+                # A run marked lost leaves no process behind (its worker may be hung, not dead).
+                if lifeline.kill_recorded_group(group_file(run)):
+                    log.warning("killed the process group of lost run %s", run.pk)
                 audit.record("job-lost", actor=run.started_by, obj=run, runbook=run.runbook,
                              after={"kind": run.kind, "worker": run.worker})
                 Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)

@@ -42,17 +42,19 @@ def _sample(con, table, cols) -> tuple[int, int, float]:
     return n or 0, size or 0, time.perf_counter() - t0
 
 
-def assess_step(sources: dict, workdir: Path, progress=None, busy_timeout: float = 5.0, workers: int = 2) -> AssessReport:
+def assess_step(sources: dict, workdir: Path, progress=None, busy_timeout: float = 5.0, workers: int = 2,
+                should_cancel=None) -> AssessReport:
     """Describe the sources and what migrating them involves (see the module docstring)."""
     workdir = Path(workdir)
     report = AssessReport()
-    rep = Reporter("assess", progress, log_path=workdir / "logs" / "assess.log")
+    rep = Reporter("assess", progress, should_cancel, log_path=workdir / "logs" / "assess.log")
     rep.start(tables_total=len(sources), message=f"assessing {len(sources)} files")
     catalogs, profiles, _ = read_sources(sources, busy_timeout, rep, workdir)
     total = {"rows": 0, "format_s": 0.0, "copy_bytes": 0.0, "pg_bytes": 0.0}
     for cat in catalogs:
         path = Path(cat.path)
         con = open_source(path, busy_timeout=busy_timeout)
+        rep.watch(con)
         try:
             check = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
             if check != ["ok"]:
@@ -65,6 +67,7 @@ def assess_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
                    "virtual_tables": [{"name": n, "sql": s} for n, s in cat.virtual_tables],
                    "shadow_tables": cat.shadow_tables}
             for t in cat.tables:
+                rep.check_cancel()
                 src["tables"].append(_assess_table(con, cat, t, profiles.get((cat.name, t.name)), report, total))
             for n, s in cat.views:
                 report.warn(f"{cat.name}: view {n} (translated by the schema step where possible)")

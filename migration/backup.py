@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from .catalog import INTERNAL_TABLES, qi
-from .errors import InputError, SourceError
+from .errors import Cancelled, InputError, SourceError
 from .progress import Reporter
 from .reports import BackupReport, RestoreReport, utc_now, write_report
 from .sources import check_source_file, describe_sqlite_error, open_source, sha256_file
@@ -56,6 +56,7 @@ def _backup_one(name: str, src: Path, dest: Path, busy_timeout: float, rep: Repo
     target = sqlite3.connect(tmp)
     try:
         def progress(status, remaining, total):
+            rep.check_cancel()  # raising here aborts the online backup between steps
             rep.log(f"backup {name}: {total - remaining}/{total} pages") if remaining == 0 else None
 
         source.backup(target, pages=BACKUP_PAGES, progress=progress, sleep=0)
@@ -66,6 +67,9 @@ def _backup_one(name: str, src: Path, dest: Path, busy_timeout: float, rep: Repo
         counts = table_counts(target)
     except sqlite3.Error as exc:
         raise describe_sqlite_error(src, exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         target.close()
         source.close()
@@ -77,11 +81,12 @@ def _backup_one(name: str, src: Path, dest: Path, busy_timeout: float, rep: Repo
             "tables": sorted(counts), "row_counts": counts, "time": utc_now()}
 
 
-def backup_step(sources: dict, workdir: Path, progress=None, busy_timeout: float = 5.0) -> BackupReport:
+def backup_step(sources: dict, workdir: Path, progress=None, busy_timeout: float = 5.0,
+                should_cancel=None) -> BackupReport:
     """Back up every source into workdir/backups/<time>/ with a manifest; test the restore."""
     workdir = Path(workdir)
     report = BackupReport()
-    rep = Reporter("backup", progress, log_path=workdir / "logs" / "backup.log")
+    rep = Reporter("backup", progress, should_cancel, log_path=workdir / "logs" / "backup.log")
     rep.start(tables_total=len(sources), message=f"backing up {len(sources)} files")
     for name, path in sources.items():  # every file is checked before anything is written
         check_source_file(Path(path))
@@ -90,7 +95,11 @@ def backup_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
     folder = _private_dir(workdir / "backups" / stamp)
     names = _file_names(sources)
     for name, path in sources.items():
-        entry = _backup_one(name, Path(path), folder / names[name], busy_timeout, rep)
+        try:
+            entry = _backup_one(name, Path(path), folder / names[name], busy_timeout, rep)
+        except Cancelled:
+            shutil.rmtree(folder)  # a backup without its manifest is no backup; leave none
+            raise
         report.files.append(entry)
         if entry["integrity"] != "ok":
             (folder / names[name]).unlink()

@@ -47,11 +47,12 @@ def _members(sources: dict, workdir: Path) -> list:
     return out
 
 
-def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, progress=None) -> CleanupReport:
+def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, progress=None,
+                 should_cancel=None) -> CleanupReport:
     """Archive sources and records, verify the archive, remove temp files (and sources if asked)."""
     workdir = Path(workdir)
     report = CleanupReport()
-    rep = Reporter("cleanup", progress, log_path=workdir / "logs" / "cleanup.log")
+    rep = Reporter("cleanup", progress, should_cancel, log_path=workdir / "logs" / "cleanup.log")
     for path in sources.values():
         check_source_file(Path(path))
     members = _members(sources, workdir)
@@ -65,6 +66,7 @@ def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, pro
     fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         for path, arcname, kind in members:
+            rep.check_cancel()  # nothing is removed before the archive is complete and verified
             before[arcname] = sha256_file(path)
             tar.add(str(path), arcname=arcname, recursive=False)
             rep.table_done(arcname)

@@ -137,6 +137,12 @@ class Reporter:
             self._log_file.flush()
         self._deliver(self._event("log", message, level=level, table=table))
 
+    def watch(self, con) -> None:
+        """Let a cancel interrupt a long SQLite statement on `con` (it then fails 'interrupted'),
+        so a step that spends minutes in one query still stops within seconds."""
+        if self.should_cancel is not None:
+            con.set_progress_handler(lambda: 1 if self.should_cancel() else 0, 100_000)
+
     def check_cancel(self) -> None:
         """Raise `Cancelled` if the caller asked to stop."""
         if self.should_cancel is not None and self.should_cancel():

@@ -39,6 +39,8 @@ def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter
     for name, path in sources.items():
         path = Path(path)
         con = open_source(path, busy_timeout=busy_timeout)
+        if reporter:
+            reporter.watch(con)
         try:
             ident = file_identity(path)
             identities[name] = ident
@@ -54,6 +56,7 @@ def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter
                     profiles[(name, t.name)] = TableProfile.from_dict(cache[t.name])
                     continue
                 if reporter:
+                    reporter.check_cancel()
                     reporter.log(f"profiling {name}.{t.name} ({t.row_count} rows)")
                 profiles[(name, t.name)] = profile_table(con, t, has_json)
                 if reporter:
@@ -394,11 +397,11 @@ def verify(conn, statements: list, plan: Optional[Plan] = None, schema_of=lambda
 
 
 def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: bool = False, progress=None,
-                busy_timeout: float = 5.0) -> SchemaReport:
+                busy_timeout: float = 5.0, should_cancel=None) -> SchemaReport:
     """Generate unified_schema.sql (checked against the target when given); optionally apply it."""
     workdir = Path(workdir)
     report = SchemaReport()
-    rep = Reporter("schema", progress, log_path=workdir / "logs" / "schema.log")
+    rep = Reporter("schema", progress, should_cancel, log_path=workdir / "logs" / "schema.log")
     rep.start(message="reading sources")
     plan, text, notes = prepare(sources, workdir, target_url, busy_timeout, rep)
     report.schema_sql = str(workdir / SCHEMA_FILE)

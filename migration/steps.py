@@ -34,9 +34,9 @@ def _paths(sources: Sources) -> dict:
 
 
 def backup(sources: Sources, workdir: Path = DEFAULT_WORKDIR, progress: Progress = None,
-           busy_timeout: float = 5.0) -> BackupReport:
+           busy_timeout: float = 5.0, should_cancel: CancelCheck = None) -> BackupReport:
     """Back up every source (online backup API), check and checksum it, test the restore."""
-    return backup_step(_paths(sources), Path(workdir), progress, busy_timeout)
+    return backup_step(_paths(sources), Path(workdir), progress, busy_timeout, should_cancel)
 
 
 def restore(manifest_path: Optional[Path], dest_dir: Path, workdir: Optional[Path] = None,
@@ -47,15 +47,15 @@ def restore(manifest_path: Optional[Path], dest_dir: Path, workdir: Optional[Pat
 
 
 def assess(sources: Sources, workdir: Path = DEFAULT_WORKDIR, progress: Progress = None,
-           busy_timeout: float = 5.0) -> AssessReport:
+           busy_timeout: float = 5.0, should_cancel: CancelCheck = None) -> AssessReport:
     """Describe the sources, their conflicts and misfits; estimate load time and storage."""
-    return assess_step(_paths(sources), Path(workdir), progress, busy_timeout)
+    return assess_step(_paths(sources), Path(workdir), progress, busy_timeout, should_cancel=should_cancel)
 
 
 def schema(sources: Sources, target_url: Optional[str], workdir: Path = DEFAULT_WORKDIR, apply: bool = False,
-           progress: Progress = None, busy_timeout: float = 5.0) -> SchemaReport:
+           progress: Progress = None, busy_timeout: float = 5.0, should_cancel: CancelCheck = None) -> SchemaReport:
     """Write unified_schema.sql (checked against the target when given); apply and verify it if asked."""
-    return schema_step(_paths(sources), target_url, Path(workdir), apply, progress, busy_timeout)
+    return schema_step(_paths(sources), target_url, Path(workdir), apply, progress, busy_timeout, should_cancel)
 
 
 def run(sources: Sources, target_url: str, workdir: Path = DEFAULT_WORKDIR, dry_run: bool = False,
@@ -82,9 +82,9 @@ def rollback(sources: Sources, target_url: Optional[str], workdir: Path = DEFAUL
 
 
 def cleanup(sources: Sources, workdir: Path = DEFAULT_WORKDIR, remove_sources: bool = False,
-            progress: Progress = None) -> CleanupReport:
+            progress: Progress = None, should_cancel: CancelCheck = None) -> CleanupReport:
     """Archive sources and records (verified tar + sha256 manifest), remove temp files and, if asked, sources."""
-    return cleanup_step(_paths(sources), Path(workdir), remove_sources, progress)
+    return cleanup_step(_paths(sources), Path(workdir), remove_sources, progress, should_cancel)
 
 
 STEPS = {"backup": backup, "restore": restore, "assess": assess, "schema": schema, "run": run,

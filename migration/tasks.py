@@ -5,6 +5,7 @@ The generic task (checklist.tasks.run_job) records progress, evidence and earned
 runbook has one work folder, so a re-run after a kill resumes where the engine's control table
 says it stopped.
 """
+import sqlite3
 from pathlib import Path
 
 from checklist.tasks import JobCancelled, JobResult
@@ -40,6 +41,10 @@ def _call(ctx, fn, cancellable=False, **kwargs):
         raise JobCancelled() from None
     except InputError as exc:  # unusable input: the engine's message names the file or URL
         return JobResult(ok=False, error=ctx.redact(str(exc)))
+    except sqlite3.OperationalError:  # a SQLite query the cancel interrupted
+        if cancellable and ctx.should_cancel():
+            raise JobCancelled() from None
+        raise
     problems = list(report.problems)
     return JobResult(
         ok=bool(report.ok),
@@ -82,7 +87,7 @@ def _workdir(ctx):
 
 
 def backup_job(ctx):
-    return _call(ctx, steps.backup, sources=ctx.sources(), workdir=_workdir(ctx))
+    return _call(ctx, steps.backup, sources=ctx.sources(), workdir=_workdir(ctx), cancellable=True)
 
 
 def restore_test_job(ctx):
@@ -92,12 +97,12 @@ def restore_test_job(ctx):
 
 
 def assess_job(ctx):
-    return _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx))
+    return _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx), cancellable=True)
 
 
 def schema_job(ctx):
     return _call(ctx, steps.schema, sources=ctx.sources(), target_url=ctx.target_url(),
-                 workdir=_workdir(ctx), apply=True)
+                 workdir=_workdir(ctx), apply=True, cancellable=True)
 
 
 def dry_run_job(ctx):
@@ -127,4 +132,4 @@ def rollback_rehearsal_job(ctx):
 
 
 def cleanup_job(ctx):
-    return _call(ctx, steps.cleanup, sources=ctx.sources(), workdir=_workdir(ctx))
+    return _call(ctx, steps.cleanup, sources=ctx.sources(), workdir=_workdir(ctx), cancellable=True)

@@ -136,15 +136,23 @@ def _add_note(state, user, action, text):
 
 
 @_run
-def tick(user, state, note="", expected_version=None, earned_by=""):
-    """Tick an item. `earned_by` names the job run that earned it (the user started the job)."""
+def tick(user, state, note="", expected_version=None, run=None, approval=None,
+         judged_passed=False):
+    """Tick an item: by hand, or earned by a succeeded job `run` (the user started the job) or by
+    a schema `approval`. rules.can_tick refuses a hand tick of an item a job earns."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "tick")
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_tick(user, state, facts), user, "tick", **_where(state))
+    _check(rules.can_tick(user, state, facts, run=run, approval=approval,
+                          judged_passed=judged_passed), user, "tick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
-    state.earned_by = earned_by
+    state.earned_by, state.earned_run = "", None
+    if run is not None:
+        state.earned_by, state.earned_run = f"{run.kind} run #{run.pk}", run
+    elif approval is not None:
+        state.earned_by = f"schema approval #{approval.pk}"
+    state.overridden, state.override_reason = False, ""
     state.version += 1
     state.updated_at = timezone.now()
     state.save()
@@ -152,6 +160,95 @@ def tick(user, state, note="", expected_version=None, earned_by=""):
     audit.record("tick", actor=user, before=before, after={**_item_snapshot(state), "note": note},
                  **_where(state))
     return state
+
+
+@_run
+def override(user, state, reason, expected_version=None):
+    """A lead ticks a job-bound item without its job, saying why; audited as an override and
+    shown as one everywhere (never as earned)."""
+    runbook, state = _lock_state(state.pk)
+    _check_version(state, expected_version, user, "override")
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    _check(rules.can_override(user, state, facts), user, "override", **_where(state))
+    reason = (reason or "").strip()
+    if not reason:
+        _check(rules.Decision(False, "reason: say why this item is ticked without its job.", 400),
+               user, "override", **_where(state))
+    before = _item_snapshot(state)
+    state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
+    state.earned_by, state.earned_run = "", None
+    state.overridden, state.override_reason = True, reason
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    note = _add_note(state, user, "override", reason)
+    audit.record("override", actor=user, before=before,
+                 after={**_item_snapshot(state), "note": note}, **_where(state))
+    return state
+
+
+@transaction.atomic
+def withdraw_earned(state, reason, run=None):
+    """Withdraw an earned tick whose evidence no longer holds (the system acts, not a person),
+    and the sign-offs resting on it, exactly as an untick does. Returns the state, or None when
+    there was no earned tick to withdraw (someone unticked it meanwhile)."""
+    runbook, state = _lock_state(state.pk)
+    if not rules.can_withdraw_earned(state):
+        return None
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    before = _item_snapshot(state)
+    state.checked, state.checked_by, state.checked_at = False, None, None
+    state.earned_by, state.earned_run = "", None
+    state.version += 1
+    state.updated_at = timezone.now()
+    state.save()
+    note = _add_note(state, None, "withdrawn", reason)
+    audit.record("tick-withdrawn", actor=None, before=before,
+                 after={**_item_snapshot(state), "reason": reason, "note": note,
+                        "run": run.pk if run is not None else None}, **_where(state))
+    _withdraw_from(runbook, state.item.group.phase, None, f"Earned tick withdrawn: {reason}",
+                   facts)
+    return state
+
+
+def withdraw_earned_by_failure(run, items):
+    """A failed run of a bound job withdraws the earned ticks of `items` (the items it would
+    have earned): the evidence no longer says they hold."""
+    withdrawn = []
+    states = ItemState.objects.filter(runbook_id=run.runbook_id, item__in=items, checked=True
+                                      ).exclude(earned_by="")
+    reason = f"{run.kind} run #{run.pk} failed: {(run.error or 'no reason given')[:300]}"
+    for st in states:
+        if withdraw_earned(st, reason, run=run) is not None:
+            withdrawn.append(st)
+    return withdrawn
+
+
+def verify_earned_evidence(runbook):
+    """Recompute the sha256 of every evidence file behind the runbook's earned ticks; withdraw
+    each tick whose evidence is missing or changed. Called in the job path and by beat (a GET
+    never does this: reads never write). Returns the withdrawn states."""
+    from .models import Evidence
+    from .evidence import evidence_problem
+
+    withdrawn = []
+    states = (ItemState.objects.filter(runbook=runbook, checked=True, earned_run__isnull=False)
+              .select_related("earned_run"))
+    by_run = {}
+    for st in states:
+        by_run.setdefault(st.earned_run_id, []).append(st)
+    for run_id, run_states in by_run.items():
+        problems = [p for p in (evidence_problem(e) for e in
+                                Evidence.objects.filter(run_id=run_id).exclude(path=""))
+                    if p]
+        if not problems:
+            continue
+        run = run_states[0].earned_run
+        reason = f"evidence of {run.kind} run #{run.pk} no longer holds: {problems[0]}"
+        for st in run_states:
+            if withdraw_earned(st, reason, run=run) is not None:
+                withdrawn.append(st)
+    return withdrawn
 
 
 @_run
@@ -163,6 +260,7 @@ def untick(user, state, note="", expected_version=None):
     _check(rules.can_untick(user, state, facts), user, "untick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at, state.earned_by = False, None, None, ""
+    state.earned_run, state.overridden, state.override_reason = None, False, ""
     state.version += 1
     state.updated_at = timezone.now()
     state.save()
@@ -440,27 +538,27 @@ def approve_schema(user, runbook, evidence, comment=""):
                                              sha256=evidence.sha256, lead=user, comment=comment)
     audit.record("schema-approve", actor=user, obj=approval, runbook=runbook,
                  after={"sha256": evidence.sha256, "comment": comment})
-    state = ItemState.objects.filter(runbook=runbook,
-                                     item__text__icontains="`unified_schema.sql` reviewed").first()
+    state = schema_approval_state(runbook)
     if state is not None and not state.complete:
-        tick(user, state, f"Schema approved (sha256 {evidence.sha256[:12]})",
-             earned_by=f"schema approval #{approval.pk}")
+        tick(user, state, f"Schema approved (sha256 {evidence.sha256[:12]})", approval=approval)
     return approval
 
 
+def schema_approval_state(runbook):
+    """The runbook's item that only a schema approval ticks (bound to rules.SCHEMA_APPROVAL)."""
+    return ItemState.objects.filter(runbook=runbook,
+                                    item__job_bindings__kind=rules.SCHEMA_APPROVAL).first()
+
+
 def void_stale_schema_approval(run, user):
-    """A new unified_schema.sql voids the approval of the old one: untick the approval item
-    (which withdraws the sign-offs that rested on it)."""
+    """A new unified_schema.sql voids the approval of the old one: withdraw the approval item's
+    tick (and the sign-offs that rested on it)."""
     if rules.schema_approval(run.runbook) is not None:
         return  # the new file has the same sha256 as the approved one
-    state = ItemState.objects.filter(runbook=run.runbook,
-                                     item__text__icontains="`unified_schema.sql` reviewed").first()
-    if state is not None and state.checked:
-        try:
-            untick(user, state, f"A new unified_schema.sql from {run.kind} run #{run.pk} voids the "
-                                "earlier approval; a lead must approve the new file.")
-        except Refused:
-            pass  # a locked phase keeps its history; the approval no longer stands either way
+    state = schema_approval_state(run.runbook)
+    if state is not None and state.checked and state.earned_by:
+        withdraw_earned(state, f"a new unified_schema.sql from {run.kind} run #{run.pk} voids "
+                               "the earlier approval; a lead must approve the new file", run=run)
 
 
 def _admin_snapshot(obj):

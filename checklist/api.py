@@ -72,7 +72,13 @@ def runbook_document(runbook, facts=None, item_extra=None):
             "checked_at": _when(st.checked_at) if st.checked else None,
             "not_applicable": st.not_applicable,
             "na_reason": st.na_reason,
-            "earned_by": st.earned_by,
+            # How the tick came about: earned (the run id, or the schema approval), overridden by
+            # a lead with a reason, or by hand. Never both earned and overridden.
+            "tick_source": rules.tick_source(st) if st.checked else None,
+            "earned_by": st.earned_run_id if st.checked else None,
+            "earned_via": st.earned_by if st.checked else "",
+            "override": ({"by": _user(st.checked_by), "reason": st.override_reason}
+                         if st.checked and st.overridden else None),
             "version": st.version,
         }
         if item_extra:
@@ -108,6 +114,8 @@ def runbook_document(runbook, facts=None, item_extra=None):
         "status": {
             "done": block.done,
             "total": block.total,
+            "ticks": {"earned": block.earned, "overridden": block.overridden,
+                      "by_hand": block.by_hand},
             "all_checks_complete": block.all_checks_complete,
             "ready_for_production": block.ready_for_production,
             "team_approval": block.team_approval,

@@ -135,8 +135,15 @@ class ItemState(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     not_applicable = models.BooleanField(default=False)
     na_reason = models.TextField(blank=True)
-    # Set when a job earned the tick; who started the job is checked_by.
+    # How a tick came about, one of three ways (rules.tick_source): earned by a job run or a
+    # schema approval (earned_by names it, earned_run points at the run whose evidence proves
+    # it), overridden by a lead with a reason (a job-bound item ticked without its job), or by
+    # hand (an item no job can earn). Who started the job, or who ticked, is checked_by.
     earned_by = models.CharField(max_length=200, blank=True)
+    earned_run = models.ForeignKey(
+        "TaskRun", null=True, blank=True, on_delete=models.PROTECT, related_name="earned_states")
+    overridden = models.BooleanField(default=False)
+    override_reason = models.TextField(blank=True)
     # Optimistic version: every write increments it under a row lock.
     version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -32,6 +32,9 @@ def item_snapshot(state):
         "not_applicable": state.not_applicable,
         "na_reason": state.na_reason,
         "earned_by": state.earned_by,
+        "earned_run": state.earned_run_id,
+        "overridden": state.overridden,
+        "override_reason": state.override_reason,
         "version": state.version,
     }
 
@@ -59,7 +62,8 @@ class Replayed:
 REPLAYED = {
     "ItemState": Replayed(ItemState, item_snapshot, initial={
         "checked": False, "checked_by": None, "checked_at": None, "not_applicable": False,
-        "na_reason": "", "earned_by": "", "version": 0}, related=("checked_by",)),
+        "na_reason": "", "earned_by": "", "earned_run": None, "overridden": False,
+        "override_reason": "", "version": 0}, related=("checked_by",)),
     "SignOff": Replayed(SignOff, sign_off_snapshot, related=("phase",)),
     "GoLiveRequest": Replayed(GoLiveRequest, go_live_snapshot),
     "GoLiveApproval": Replayed(GoLiveApproval, lambda a: {"comment": a.comment}),

@@ -124,25 +124,28 @@ class RunbookFacts:
     approvals: list
     counts: dict = field(default_factory=dict)  # phase_id -> (done, total)
     statuses: dict = field(default_factory=dict)  # phase_id -> PhaseStatus
+    bound: dict = field(default_factory=dict)  # item_id -> (kind, ...) that earn it
+    sources: dict = field(default_factory=dict)  # EARNED/OVERRIDDEN/BY_HAND -> ticked items
 
     @classmethod
     def load(cls, runbook, states=True):
         phases = list(Phase.objects.filter(template_id=runbook.template_id).order_by("order"))
+        sources = dict.fromkeys(TICK_SOURCES, 0)
         if states:
             state_list = _load_states(runbook, phases)
             counts = {}
             for st in state_list:
                 done, total = counts.get(st.item.group.phase_id, (0, 0))
                 counts[st.item.group.phase_id] = (done + st.complete, total + 1)
+                if st.checked:
+                    sources[tick_source(st)] += 1
         else:
             state_list = None
-            counts = {
-                row["item__group__phase_id"]: (row["done"], row["total"])
-                for row in ItemState.objects.filter(runbook=runbook)
-                .values("item__group__phase_id")
-                .annotate(total=Count("pk"),
-                          done=Count("pk", filter=Q(checked=True) | Q(not_applicable=True)))
-            }
+            counts = {}
+            for row in (ItemState.objects.filter(runbook=runbook)
+                        .values("item__group__phase_id").annotate(**_COUNTS)):
+                counts[row["item__group__phase_id"]] = (row["done"], row["total"])
+                _add_sources(sources, row)
         sign_offs = {
             s.phase_id: s
             for s in SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
@@ -154,7 +157,8 @@ class RunbookFacts:
             .first()
         )
         approvals = list(go_live.approvals.select_related("lead")) if go_live else []
-        facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts)
+        facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts,
+                    bound=bound_kinds(runbook.template_id), sources=sources)
         facts.statuses = _phase_statuses(facts)
         return facts
 
@@ -167,13 +171,13 @@ class RunbookFacts:
         phases = {}
         for p in Phase.objects.filter(template_id__in={r.template_id for r in runbooks}).order_by("order"):
             phases.setdefault(p.template_id, []).append(p)
-        counts = {}
+        counts, sources = {}, {}
         for row in (ItemState.objects.filter(runbook_id__in=ids)
-                    .values("runbook_id", "item__group__phase_id")
-                    .annotate(total=Count("pk"),
-                              done=Count("pk", filter=Q(checked=True) | Q(not_applicable=True)))):
+                    .values("runbook_id", "item__group__phase_id").annotate(**_COUNTS)):
             counts.setdefault(row["runbook_id"], {})[row["item__group__phase_id"]] = (
                 row["done"], row["total"])
+            _add_sources(sources.setdefault(row["runbook_id"], dict.fromkeys(TICK_SOURCES, 0)),
+                         row)
         sign_offs = {}
         for s in SignOff.objects.filter(runbook_id__in=ids, withdrawn_at__isnull=True):
             sign_offs.setdefault(s.runbook_id, {})[s.phase_id] = s
@@ -186,7 +190,8 @@ class RunbookFacts:
         for r in runbooks:
             go_live = requests.get(r.pk)
             facts = cls(r, phases.get(r.template_id, []), None, sign_offs.get(r.pk, {}), go_live,
-                        approvals.get(go_live.pk, []) if go_live else [], counts.get(r.pk, {}))
+                        approvals.get(go_live.pk, []) if go_live else [], counts.get(r.pk, {}),
+                        sources=sources.get(r.pk, dict.fromkeys(TICK_SOURCES, 0)))
             facts.statuses = _phase_statuses(facts)
             out.append(facts)
         return out
@@ -197,6 +202,52 @@ class RunbookFacts:
 
     def status(self, phase):
         return self.statuses[phase.pk if hasattr(phase, "pk") else phase]
+
+
+EARNED, OVERRIDDEN, BY_HAND = "earned", "overridden", "by hand"
+TICK_SOURCES = (EARNED, OVERRIDDEN, BY_HAND)
+
+# The pseudo job kind bound to "`unified_schema.sql` reviewed and approved": no job earns that
+# item, only a lead's approval of the schema file (actions.approve_schema).
+SCHEMA_APPROVAL = "schema-approval"
+
+_EARNED_Q = Q(checked=True) & ~Q(earned_by="")
+_OVERRIDDEN_Q = Q(checked=True, overridden=True)
+_COUNTS = {
+    "total": Count("pk"),
+    "done": Count("pk", filter=Q(checked=True) | Q(not_applicable=True)),
+    # Not named after fields: an annotation named "checked" would shadow the field in filters.
+    "n_checked": Count("pk", filter=Q(checked=True)),
+    "n_earned": Count("pk", filter=_EARNED_Q),
+    "n_overridden": Count("pk", filter=_OVERRIDDEN_Q),
+}
+
+
+def _add_sources(sources, row):
+    sources[EARNED] += row["n_earned"]
+    sources[OVERRIDDEN] += row["n_overridden"]
+    sources[BY_HAND] += row["n_checked"] - row["n_earned"] - row["n_overridden"]
+
+
+def tick_source(state):
+    """How a ticked item came to be ticked: earned (by a job run or a schema approval),
+    overridden (a lead ticked a job-bound item with a reason), or by hand."""
+    if state.earned_by:
+        return EARNED
+    if state.overridden:
+        return OVERRIDDEN
+    return BY_HAND
+
+
+def bound_kinds(template_id):
+    """item_id -> the job kinds that earn it (JobBinding rows), in one query."""
+    from .models import JobBinding
+
+    out = {}
+    for item_id, kind in (JobBinding.objects.filter(item__group__phase__template_id=template_id)
+                          .order_by("pk").values_list("item_id", "kind")):
+        out[item_id] = out.get(item_id, ()) + (kind,)
+    return out
 
 
 def _load_states(runbook, phases):
@@ -271,7 +322,16 @@ def can_change_item(user, item_state, facts):
     return ALLOW
 
 
-def can_tick(user, item_state, facts):
+def _job_names(kinds):
+    return " or ".join(f"the {k} job" for k in kinds)
+
+
+def can_tick(user, item_state, facts, run=None, approval=None, judged_passed=False):
+    """May this tick happen now? A job-bound item is ticked only by a succeeded run of a job
+    bound to it (`run`), the schema-approval item only by a lead's schema approval
+    (`approval`); any other item by hand. A kind that judges its items one by one (success
+    criteria, assess) earns an item it `judged_passed` even when another of its items failed
+    the run."""
     decision = can_change_item(user, item_state, facts)
     if not decision:
         return decision
@@ -280,6 +340,54 @@ def can_tick(user, item_state, facts):
         return _conflict(f"Already ticked by {who}.")
     if item_state.not_applicable:
         return _conflict("This item is marked not applicable; clear that first.")
+    kinds = facts.bound.get(item_state.item_id, ())
+    if approval is not None:
+        if SCHEMA_APPROVAL not in kinds:
+            return _conflict("A schema approval ticks only the schema-approval item.")
+        return ALLOW
+    if SCHEMA_APPROVAL in kinds:
+        return _conflict("Only a lead's approval of unified_schema.sql ticks this item: "
+                         "approve the schema on this item's panel.")
+    if run is not None:
+        if run.kind not in kinds:
+            return _conflict(f"A {run.kind} run does not earn this item.")
+        if run.state != "succeeded" and not (run.state == "failed" and judged_passed):
+            return _conflict(f"{run.kind} run #{run.pk} did not succeed ({run.state}).")
+        return ALLOW
+    if kinds:
+        return _conflict(f"This item is earned by a job: run {_job_names(kinds)}. "
+                         "A lead may override with a reason.")
+    return ALLOW
+
+
+def can_override(user, item_state, facts):
+    """A lead may tick a job-bound item without its job, saying why (an override). The
+    schema-approval item is never overridden: only an approval of the file ticks it."""
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    decision = can_lead(user)
+    if not decision:
+        return _forbid("Only a lead can override a job-bound item.")
+    kinds = facts.bound.get(item_state.item_id, ())
+    if not kinds:
+        return _conflict("This item is not earned by a job: tick it instead.")
+    if SCHEMA_APPROVAL in kinds:
+        return _conflict("Only a lead's approval of unified_schema.sql ticks this item; "
+                         "it cannot be overridden.")
+    if item_state.checked:
+        return _conflict("This item is already ticked.")
+    if item_state.not_applicable:
+        return _conflict("This item is marked not applicable; clear that first.")
+    return ALLOW
+
+
+def can_withdraw_earned(item_state):
+    """An earned tick is withdrawn when its evidence stops holding (a later bound run failed,
+    or its evidence no longer matches its sha256). Overrides and hand ticks are people's
+    decisions and stay."""
+    if not item_state.checked or not item_state.earned_by:
+        return _conflict("This item holds no earned tick.")
     return ALLOW
 
 
@@ -440,6 +548,9 @@ class StatusBlock:
     missing: list  # what still stands between the runbook and go-live, in plain words
     done: int
     total: int
+    earned: int = 0
+    overridden: int = 0
+    by_hand: int = 0
 
     @property
     def percent(self):
@@ -485,6 +596,9 @@ def status_block(facts):
         missing=missing,
         done=done,
         total=total,
+        earned=facts.sources.get(EARNED, 0),
+        overridden=facts.sources.get(OVERRIDDEN, 0),
+        by_hand=facts.sources.get(BY_HAND, 0),
     )
 
 

@@ -36,6 +36,7 @@ from deploychecks.redact import scrub
 from migration.safe_files import UnsafeFile, resolve_under_roots
 
 from . import actions, audit, digests, lifeline
+from .evidence import file_sha256
 from .models import Evidence, Runbook, TaskRun
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class JobResult:
     artifacts: list = field(default_factory=list)  # paths of files to keep as evidence
     figures: dict = field(default_factory=dict)  # key figures: rows loaded, rejects, p95 ...
     error: str = ""  # plain words, shown to the user when ok is False
+    # For kinds that earn their items one by one (success criteria, assess): item text -> passed.
+    # Items left out are neither earned nor withdrawn. None: all bound items follow `ok`.
+    item_outcomes: dict | None = None
+    item_notes: dict = field(default_factory=dict)  # item text -> the note its earned tick gets
 
 
 class JobContext:
@@ -214,15 +219,6 @@ def run_job(self, run_id, params=None):
     finish(run, ctx, result, state)
 
 
-def file_sha256(path):
-    """The sha256 of a file, read in chunks (evidence can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _store(run, name, source=None, data=None):
     """Copy one artifact (or bytes) into this run's own evidence folder; never overwrite."""
     folder = Path(settings.MEDIA_ROOT) / "evidence" / f"runbook-{run.runbook_id}" / f"run-{run.pk}"
@@ -275,29 +271,51 @@ def finish(run, ctx, result, state):
                      after={"kind": run.kind, "summary": result.summary,
                             "error": locked.error, "evidence": [
                                 {"name": n, "sha256": file_sha256(p)} for _, n, p in files]})
+        earn(locked, ctx, result, state)
         if state == TaskRun.SUCCEEDED:
-            earn(locked, ctx)
             from .jobs import get_kind
 
             hook = get_kind(run.kind).on_success
             if hook:
                 module, _, name = hook.rpartition(".")
                 getattr(import_module(module), name)(locked, run.started_by)
+    # Every run re-reads the evidence behind the runbook's earned ticks: a file changed since it
+    # was recorded no longer earns anything.
+    for st in actions.verify_earned_evidence(run.runbook):
+        log.warning("run #%s: withdrew the earned tick of item %s (evidence changed)", run.pk,
+                    st.item_id)
     Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
 
 
-def earn(run, ctx):
-    """Tick the items the run earns, through the same rules as a human tick."""
+def earn(run, ctx, result, state):
+    """Tick the items a succeeded run earns, through the same rules as a human tick; a failed run
+    withdraws the earned ticks of the items it would have earned. Kinds that decide item by item
+    (`result.item_outcomes`) earn and withdraw each item on its own outcome."""
     from .models import ItemState
 
+    items = list(run.items.all())
+    if result.item_outcomes is not None:
+        if state not in (TaskRun.SUCCEEDED, TaskRun.FAILED):
+            return
+        passed = [i for i in items if result.item_outcomes.get(i.text) is True]
+        failed = [i for i in items if result.item_outcomes.get(i.text) is False]
+    elif state == TaskRun.SUCCEEDED:
+        passed, failed = items, []
+    elif state == TaskRun.FAILED:
+        passed, failed = [], items
+    else:
+        return  # cancelled or lost: the run proved nothing either way
     user = run.started_by
-    for state in ItemState.objects.filter(runbook=run.runbook, item__in=run.items.all()):
-        if state.complete:
+    for st in ItemState.objects.filter(runbook=run.runbook, item__in=passed).select_related("item"):
+        if st.complete:
             continue
         try:
-            actions.tick(user, state, earned_by=f"{run.kind} run #{run.pk}")
+            actions.tick(user, st, note=result.item_notes.get(st.item.text, ""), run=run,
+                         judged_passed=result.item_outcomes is not None)
         except actions.Refused as refused:
-            ctx.log(f"not ticked: {state.item.text}: {refused}")
+            ctx.log(f"not ticked: {st.item.text}: {refused}")
+    for st in actions.withdraw_earned_by_failure(run, failed):
+        ctx.log(f"withdrawn: {st.item.text}")
 
 
 def mark_lost_runs(hostname=None):
@@ -346,3 +364,13 @@ def write_audit_digest():
     Returns the digest file's name, or None when nothing changed."""
     path = digests.write("schedule", only_if_changed=True)
     return path.name if path else None
+
+
+@shared_task(name="checklist.verify_evidence")
+def verify_evidence_task():
+    """Beat: re-hash the evidence behind every runbook's earned ticks and withdraw any tick whose
+    file changed or vanished (pages only read; this is where the check writes)."""
+    withdrawn = 0
+    for runbook in Runbook.objects.filter(item_states__earned_run__isnull=False).distinct():
+        withdrawn += len(actions.verify_earned_evidence(runbook))
+    return withdrawn

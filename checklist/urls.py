@@ -10,6 +10,8 @@ urlpatterns = [
     path("runbooks/<int:runbook_id>/items/<int:state_id>/tick/", views.item_tick, name="item-tick"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/untick/", views.item_untick,
          name="item-untick"),
+    path("runbooks/<int:runbook_id>/items/<int:state_id>/override/", views.item_override,
+         name="item-override"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/note/", views.item_note, name="item-note"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/not-applicable/",
          views.item_not_applicable, name="item-not-applicable"),

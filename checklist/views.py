@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import actions, jobs, rules
-from .tasks import file_sha256
+from .evidence import evidence_file, file_sha256
 from .forms import RunbookSettingsForm
 from .models import (
     AuditEvent,
@@ -105,8 +105,9 @@ def _job_kind(name):
 
 
 def _job_panels(kinds, runs, may_run):
+    # The schema-approval "kind" is no job: its item shows the approval panel instead.
     return [{"kind": _job_kind(k), "name": k, "run": runs.get(k), "may_run": may_run}
-            for k in kinds]
+            for k in kinds if k != rules.SCHEMA_APPROVAL]
 
 
 ROW_CACHE = "default"
@@ -116,6 +117,7 @@ ROW_CACHE_SECONDS = 3600
 # item URL once with a placeholder id and substitute the real ids.
 _PLACEHOLDER = "2147483647"
 _ITEM_URLS = {"tick": "item-tick", "untick": "item-untick", "note": "item-note",
+              "override": "item-override",
               "not_applicable": "item-not-applicable", "applicable": "item-applicable",
               "detail": "item-detail"}
 
@@ -144,11 +146,11 @@ class _Page:
     """What every item row needs beyond its own state, gathered once per request; `only` (an
     ItemState) narrows the notes and runs to that one item, for a write's partial answer."""
 
-    def __init__(self, request, runbook, only=None):
+    def __init__(self, request, runbook, only=None, bindings=None):
         user = request.user
         self.may_work = bool(rules.can_work(user))
         self.may_lead = bool(rules.can_lead(user))
-        self.bindings = jobs.bindings_for(runbook.template)
+        self.bindings = bindings if bindings is not None else jobs.bindings_for(runbook.template)
         self.notes = _latest_notes(runbook, only.pk if only is not None else None)
         if only is None:
             self.runs = jobs.latest_runs(runbook)
@@ -166,21 +168,22 @@ class _Page:
         st.note_count = st.last_note.count if st.last_note else 0
         st.may_change = self.may_work and status.is_open
         st.may_mark_na = st.may_change and (st.item.if_applicable or self.may_lead)
-        st.jobs = _job_panels(self.bindings.get(st.item_id, ()), self.runs, st.may_change)
+        kinds = self.bindings.get(st.item_id, ())
+        st.jobs = _job_panels(kinds, self.runs, st.may_change)
+        st.source = rules.tick_source(st) if st.checked else ""
+        # A job-bound item has no Tick button: its job earns it, or a lead overrides it.
+        st.job_bound = bool(kinds)
+        st.may_override = (st.may_change and self.may_lead and bool(kinds)
+                           and rules.SCHEMA_APPROVAL not in kinds)
         st.urls = self.urls(st.pk)
         st.schema = None
-        if SCHEMA_ITEM in st.item.text.lower():
+        if rules.SCHEMA_APPROVAL in kinds:
             if self._schema is None:
                 self._schema = schema_facts(self.runbook)
             st.schema = {**self._schema, "may_approve": self._schema["approval"] is None
                          and self._schema["evidence"] is not None and st.may_change
                          and bool(rules.can_approve_schema(self.user))}
         return st
-
-
-# The item that a lead's approval of unified_schema.sql ticks (actions.approve_schema finds it
-# by the same words).
-SCHEMA_ITEM = "`unified_schema.sql` reviewed"
 
 
 def schema_facts(runbook):
@@ -211,8 +214,9 @@ def _row_key(st):
     note = st.last_note
     shown = (
         st.pk, st.item.text, st.checked, st.checked_by.get_username() if st.checked_by else "",
-        st.checked_at, st.not_applicable, st.na_reason, st.earned_by, st.version,
-        st.may_change, st.may_mark_na, st.note_count,
+        st.checked_at, st.not_applicable, st.na_reason, st.earned_by, st.overridden,
+        st.override_reason, st.version, st.may_change, st.may_mark_na, st.may_override,
+        st.job_bound, st.note_count,
         (note.pk, note.text, note.action, note.created_at,
          note.author.get_username() if note.author else "") if note else None,
         [(job["name"], job["kind"].title, job["kind"].params, job["may_run"], _run_shown(job["run"]))
@@ -282,7 +286,7 @@ def _runbook_flags(user, facts):
 def runbook_context(request, runbook):
     """Everything the runbook page and its partials show, in a fixed number of queries."""
     facts = rules.RunbookFacts.load(runbook)
-    page = _Page(request, runbook)
+    page = _Page(request, runbook, bindings=facts.bound)
     by_group = {}
     for st in facts.states:
         page.decorate(st, facts.status(st.item.group.phase_id))
@@ -319,7 +323,7 @@ def item_write_context(request, runbook, state_id):
         ItemState.objects.filter(runbook=runbook, item__group_id=group_id)
         .select_related("item__group__phase", "checked_by").order_by("item__order"))
     st = next(s for s in group_states if s.pk == state_id)
-    page = _Page(request, runbook, only=st)
+    page = _Page(request, runbook, only=st, bindings=facts.bound)
     status = facts.status(st.item.group.phase_id)
     page.decorate(st, status)
     status.may_sign_off = bool(rules.can_sign_off(request.user, st.item.group.phase, facts))
@@ -444,6 +448,14 @@ def item_untick(request, runbook_id, state_id):
     return _item_action(request, runbook_id, state_id, lambda st: actions.untick(
         request.user, st, request.POST.get("note", ""), request.POST.get("version") or None),
         may_withdraw=True)
+
+
+@require_POST
+@reader_required
+def item_override(request, runbook_id, state_id):
+    """A lead ticks a job-bound item without its job, with a required reason."""
+    return _item_action(request, runbook_id, state_id, lambda st: actions.override(
+        request.user, st, request.POST.get("reason", ""), request.POST.get("version") or None))
 
 
 @require_POST
@@ -684,19 +696,6 @@ def item_detail(request, runbook_id, state_id):
         "runs": runs,
         "may_view_history": bool(rules.can_view_history(request.user)),
     })
-
-
-def evidence_file(evidence):
-    """The evidence's file on disk, refusing any path that leaves MEDIA_ROOT."""
-    from pathlib import Path
-
-    from django.conf import settings
-
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / evidence.path).resolve()
-    if not evidence.path or not path.is_relative_to(root):
-        return None
-    return path
 
 
 @require_GET

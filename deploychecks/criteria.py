@@ -6,12 +6,12 @@ threshold, and says where the figure came from (run id, evidence name and sha256
 evidence the criterion is "no evidence yet" (ok is None), never a pass.
 """
 import json
+import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-from django.conf import settings
 
 from .models import MonitorSample, RunbookCheckSettings
+
+log = logging.getLogger(__name__)
 
 ENDED = ("succeeded", "failed")
 
@@ -60,9 +60,11 @@ class RunEvidence:
 def latest_report(runbook, kind):
     """The newest succeeded-or-failed run of `kind` that stored a report, or None.
 
-    Reads the report file the job layer wrote (whose sha256 the Evidence row holds) and the
-    run's `figures` evidence; a file that cannot be read counts as no evidence.
+    Reads the report file the job layer wrote only once its sha256 matches the Evidence row, and
+    the run's `figures` evidence. When the newest report is missing or changed there is no
+    trustworthy newest evidence: None (an older run must not stand in for it).
     """
+    from checklist.evidence import EvidenceBroken, read_verified
     from checklist.models import TaskRun
 
     runs = (TaskRun.objects.filter(runbook=runbook, kind=kind, state__in=ENDED)
@@ -73,7 +75,10 @@ def latest_report(runbook, kind):
         if report_ev is None:
             continue
         try:
-            report = json.loads((Path(settings.MEDIA_ROOT) / report_ev.path).read_text())
+            report = json.loads(read_verified(report_ev))
+        except EvidenceBroken as broken:
+            log.warning("run #%s: report evidence not used: %s", run.pk, broken)
+            return None
         except (OSError, ValueError):
             continue
         figures = {}

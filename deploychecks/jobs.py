@@ -5,9 +5,8 @@ the runbook's check settings (thresholds, paths, the deployed URL) overlaid by t
 parameters, and the target URL from the runbook when the check needs one. The check's report is
 the run's report; its scalar figures are the run's figures; the run passes when the report does.
 
-`success-criteria` evaluates the Success Criteria from evidence and ticks the items whose
-criterion passes itself (through `checklist.actions.tick`, attributed to the run): a bound job
-earns all its items or none, and these items pass or fail one by one.
+`success-criteria` evaluates the Success Criteria from evidence; its items are bound to it and
+earned one by one (JobResult.item_outcomes): a bound job otherwise earns all its items or none.
 
 When any of these runs (or a `validate` run) ends, `after_run` records the first passing
 performance run as the baseline and evaluates the rollback triggers.
@@ -170,45 +169,30 @@ def check_performance(ctx):
 
 
 def success_criteria(ctx):
-    """Evaluate the criteria; tick (as the run's starter) the items whose criterion passes."""
-    from checklist import actions, rules
-    from checklist.models import ItemState
-
+    """Evaluate the criteria; each item is earned (or its earned tick withdrawn) on its own
+    criterion's outcome when the run is recorded (checklist.tasks.earn); a criterion without
+    evidence leaves its item as it is."""
     from . import criteria
 
     results = criteria.evaluate(ctx.runbook)
-    facts = rules.RunbookFacts.load(ctx.runbook)
-    states = {st.item.text: st for st in facts.states
-              if st.item.group.phase.kind == "success"}
-    ticked = []
-    user = ctx.run.started_by
+    outcomes, notes = {}, {}
     for r in results:
         ctx.log(f"{r.state:11} {r.key}: {r.figure} (threshold {r.threshold}) {r.detail}")
-        state = states.get(r.item)
-        if not r.ok or state is None or state.complete:
-            continue
-        decision = rules.can_tick(user, state, facts)
-        if not decision:
-            ctx.log(f"not ticked: {r.item}: {decision.reason}")
-            continue
-        try:
-            actions.tick(user, ItemState.objects.get(pk=state.pk),
-                         note=f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}",
-                         earned_by=f"success-criteria run #{ctx.run.pk}")
-            ticked.append(r.item)
-        except actions.Refused as refused:
-            ctx.log(f"not ticked: {r.item}: {refused}")
+        if r.ok is not None:
+            outcomes[r.item] = bool(r.ok)
+            notes[r.item] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
+    passing = [r.item for r in results if r.ok]
     report = {"name": "success-criteria", "ok": all(r.ok for r in results),
-              "criteria": [r.to_dict() for r in results], "ticked": ticked}
-    passed = sum(1 for r in results if r.ok)
+              "criteria": [r.to_dict() for r in results], "earns": passing}
+    passed = len(passing)
     missing = sum(1 for r in results if r.ok is None)
     figures = {r.key: r.figure for r in results if not isinstance(r.figure, dict)}
     figures.update({"passed": passed, "failed": len(results) - passed - missing,
-                    "no_evidence": missing, "ticked": len(ticked)})
-    summary = f"{passed} of {len(results)} criteria pass ({missing} without evidence); " \
-              f"ticked {len(ticked)}"
+                    "no_evidence": missing})
+    summary = f"{passed} of {len(results)} criteria pass ({missing} without evidence)"
     return JobResult(ok=report["ok"], summary=summary, report=report, figures=figures,
-                     error="" if report["ok"] else summary)
+                     error="" if report["ok"] else summary, item_outcomes=outcomes,
+                     item_notes=notes)
 
 
 # --- after a run ends ---------------------------------------------------------------------------

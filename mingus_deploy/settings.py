@@ -247,6 +247,7 @@ CELERY_BEAT_SCHEDULE = {
     "mark-lost-runs": {"task": "checklist.mark_lost_runs", "schedule": 30.0},
     # A signed digest of the audit chain every hour, when anything was recorded since the last.
     "audit-digest": {"task": "checklist.write_audit_digest", "schedule": 3600.0},
+    "verify-evidence": {"task": "checklist.verify_evidence", "schedule": 600.0},
     "worker-heartbeat": {"task": "deploychecks.worker_heartbeat", "schedule": 30.0},
     # Samples the runbooks whose monitoring is due (each has its own interval), then evaluates
     # their rollback triggers.

@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 
 from checklist import actions
 from checklist.models import CommandSpec, ItemState, TaskRun
-from tests.checklist.factories import complete_phase, gated, sign_off_through, states_of
+from tests.checklist.factories import (complete_phase, gated, hand_states, override_bound,
+                                       sign_off_through, states_of)
 
 from .conftest import log_in, screenshot
 
@@ -36,7 +37,7 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
     page = log_in(new_page(), "member")
     expect(page.get_by_role("cell", name="MINGUS production")).to_be_visible()
     page.get_by_role("link", name="MINGUS production").click()
-    first, second = states_of(runbook, gated(runbook)[0])[:2]
+    first, second = hand_states(runbook, gated(runbook)[0])[:2]
 
     page.get_by_role("button", name=f"Tick: {first.item.text}").click()
     expect(item(page, first)).to_contain_text("Done")
@@ -58,7 +59,7 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
     # Open Migration, let the page catch up, then lock it again behind the page's back: the
     # stale Tick button is refused by the server and its reason shows in the page.
     sign_off_through(runbook, 1, users["member"], users["lead"])
-    target = states_of(runbook, migration)[0]
+    target = hand_states(runbook, migration)[0]
     tick_button = page.get_by_role("button", name=f"Tick: {target.item.text}")
     expect(tick_button).to_be_visible()
     wait_for_poll(page)
@@ -77,7 +78,8 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
 
 def test_lead_signs_off_a_complete_phase(new_page, users, runbook):
     pre = gated(runbook)[0]
-    states = states_of(runbook, pre)
+    override_bound(runbook, pre)
+    states = hand_states(runbook, pre)
     for st in states[:-1]:
         actions.tick(users["member"], st)
     page = log_in(new_page(), "lead")
@@ -100,7 +102,7 @@ def test_another_browser_sees_a_tick_without_reload_and_keeps_a_typed_note(new_p
     lead = log_in(new_page(), "lead")
     member.goto(runbook_url(runbook))
     lead.goto(runbook_url(runbook))
-    first, second = states_of(runbook, gated(runbook)[0])[:2]
+    first, second = hand_states(runbook, gated(runbook)[0])[:2]
 
     note = lead.get_by_label(f"Note on: {second.item.text}", exact=True)
     note.click()
@@ -141,7 +143,7 @@ def test_two_leads_approve_go_live(new_page, users, runbook, settings):
 
 
 def test_auditor_reads_and_exports_but_cannot_write(new_page, users, runbook, tmp_path):
-    actions.tick(users["member"], states_of(runbook, gated(runbook)[0])[0], note="done by hand")
+    actions.tick(users["member"], hand_states(runbook, gated(runbook)[0])[0], note="done by hand")
     page = log_in(new_page(), "auditor")
     page.goto(runbook_url(runbook))
     expect(page.locator("#status-block")).to_contain_text("1 / 136")
@@ -150,7 +152,7 @@ def test_auditor_reads_and_exports_but_cannot_write(new_page, users, runbook, tm
 
     # A forged write with a valid CSRF token from the page is refused by the server.
     token = json.loads(page.locator("body").get_attribute("hx-headers"))["X-CSRFToken"]
-    target = states_of(runbook, gated(runbook)[0])[1]
+    target = hand_states(runbook, gated(runbook)[0])[1]
     response = page.request.post(f"/runbooks/{runbook.pk}/items/{target.pk}/tick/",
                                  headers={"X-CSRFToken": token, "HX-Request": "true"})
     assert response.status == 403
@@ -174,7 +176,7 @@ def test_auditor_reads_and_exports_but_cannot_write(new_page, users, runbook, tm
 
 def test_screenshots_of_the_main_pages(new_page, users, runbook):
     sign_off_through(runbook, 1, users["member"], users["lead"])
-    st = states_of(runbook, gated(runbook)[1])[0]
+    st = hand_states(runbook, gated(runbook)[1])[0]
     actions.tick(users["member"], st, note="copied 1.2M rows")
     actions.add_note(users["lead"], st, "checked row counts")
     page = log_in(new_page(), "lead")

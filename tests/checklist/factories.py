@@ -11,12 +11,40 @@ def states_of(runbook, phase):
     )
 
 
+def hand_states(runbook, phase):
+    """The phase's items that no job earns: the ones a member ticks by hand."""
+    bound = rules.bound_kinds(runbook.template_id)
+    return [st for st in states_of(runbook, phase) if st.item_id not in bound]
+
+
 def gated(runbook):
     return rules.RunbookFacts.load(runbook).gated
 
 
-def complete_phase(runbook, phase, user):
+def a_lead():
+    from django.contrib.auth.models import User
+
+    return User.objects.filter(groups__name="lead").order_by("pk").first()
+
+
+def override_bound(runbook, phase):
+    """Tick the phase's job-bound items without their jobs, as only a lead may: overridden with a
+    reason; the schema-approval item (never overridden) marked not applicable."""
+    bound = rules.bound_kinds(runbook.template_id)
     for st in states_of(runbook, phase):
+        kinds = bound.get(st.item_id, ())
+        if st.complete or not kinds:
+            continue
+        if rules.SCHEMA_APPROVAL in kinds:
+            actions.mark_not_applicable(a_lead(), st, "approved outside this test")
+        else:
+            actions.override(a_lead(), st, "moving the test runbook along")
+
+
+def complete_phase(runbook, phase, user):
+    """Tick every open item: job-bound ones overridden by a lead, the rest by `user` by hand."""
+    override_bound(runbook, phase)
+    for st in hand_states(runbook, phase):
         if not st.complete:
             actions.tick(user, st)
 

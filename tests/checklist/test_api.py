@@ -18,9 +18,18 @@ def test_runbook_document_shows_phases_items_and_status(client, runbook, users):
         "signed-off", "open", "locked", "locked", "open", "locked"]
     first = data["phases"][0]
     assert first["title"] == "Pre-Deployment Phase" and first["signed_off_by"] == "lead"
-    item = first["groups"][0]["items"][0]
+    items = [i for g in first["groups"] for i in g["items"]]
+    item = next(i for i in items if i["tick_source"] == "by hand")
     assert item["checked"] and item["checked_by"] == "member" and item["checked_at"]
+    assert item["earned_by"] is None and item["override"] is None
+    # The first item is earned by the backup job: without it, a lead's override ticked it.
+    bound = first["groups"][0]["items"][0]
+    assert bound["tick_source"] == "overridden" and bound["earned_by"] is None
+    assert bound["override"] == {"by": "lead", "reason": "moving the test runbook along"}
     assert data["status"]["done"] == 32 and data["status"]["total"] == 136
+    ticks = data["status"]["ticks"]
+    assert ticks["earned"] == 0 and ticks["overridden"] > 0
+    assert ticks["overridden"] + ticks["by_hand"] + 1 == 32  # + the schema item, not applicable
     assert data["status"]["go_live"] == "not requested"
     assert data["phases"][2]["lock_reason"].startswith("Deployment opens when Migration")
 

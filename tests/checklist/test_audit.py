@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from checklist.audit import GENESIS_HASH, AuditEvent, AuditImmutable, record, verify_chain
 
-from .factories import gated, states_of
+from .factories import gated, hand_states, states_of
 from checklist import actions
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def history(runbook, users):
-    for st in states_of(runbook, gated(runbook)[0])[:5]:
+    for st in hand_states(runbook, gated(runbook)[0])[:5]:
         actions.tick(users["member"], st, "checked")
     return AuditEvent.objects.order_by("seq")
 

@@ -7,7 +7,7 @@ from django.db import connection, connections
 from checklist import actions
 from checklist.models import AuditEvent, ItemNote, ItemState
 
-from .factories import gated, states_of
+from .factories import gated, hand_states, states_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def _needs_postgresql():
 
 
 def test_two_ticks_at_once_give_one_tick_and_one_clear_refusal(runbook, users):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     results = _race([
         lambda: actions.tick(users["member"], st, "from member"),
         lambda: actions.tick(users["lead"], st, "from lead"),
@@ -58,7 +58,7 @@ def test_two_ticks_at_once_give_one_tick_and_one_clear_refusal(runbook, users):
 
 
 def test_many_notes_at_once_are_all_kept(runbook, users):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     results = _race([
         (lambda n=n: actions.add_note(users["member" if n % 2 else "lead"], st, f"note {n}"))
         for n in range(8)
@@ -70,7 +70,7 @@ def test_many_notes_at_once_are_all_kept(runbook, users):
 
 
 def test_ticks_on_different_items_at_once_are_all_applied_and_chained(runbook, users):
-    states = states_of(runbook, gated(runbook)[0])[:6]
+    states = hand_states(runbook, gated(runbook)[0])[:6]
     results = _race([(lambda s=s: actions.tick(users["member"], s)) for s in states])
     assert all(r[0] == "ok" for r in results), results
     assert ItemState.objects.filter(pk__in=[s.pk for s in states], checked=True).count() == 6
@@ -81,7 +81,7 @@ def test_ticks_on_different_items_at_once_are_all_applied_and_chained(runbook, u
 
 
 def test_stale_version_is_refused_not_overwritten(runbook, users):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     seen_version = st.version
     actions.tick(users["member"], st)
     actions.untick(users["lead"], st, "not yet")

@@ -4,7 +4,7 @@ from django.test import override_settings
 from checklist import actions, rules
 from checklist.models import AuditEvent
 
-from .factories import gated, sign_off_through, states_of
+from .factories import gated, sign_off_through, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +70,6 @@ def test_withdrawing_a_sign_off_voids_the_go_live_authorization(signed, users):
     actions.request_go_live(users["lead"], signed)
     actions.approve_go_live(users["lead2"], signed)
     assert block(signed).go_live_authorized
-    actions.untick(users["member"], states_of(signed, gated(signed)[3])[0])
+    actions.untick(users["member"], hand_states(signed, gated(signed)[3])[0])
     b = block(signed)
     assert not b.go_live_authorized and b.go_live_state == "not requested"

@@ -10,7 +10,7 @@ from checklist.models import AuditEvent, ContactValue, GoLiveApproval, GoLiveReq
 
 from tests.conftest import make_user
 
-from .factories import complete_phase, gated, sign_off_through, states_of
+from .factories import complete_phase, gated, sign_off_through, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,7 @@ LEADS = {"lead", "admin"}
 
 
 def _first_state(runbook):
-    return states_of(runbook, gated(runbook)[0])[0]
+    return hand_states(runbook, gated(runbook)[0])[0]
 
 
 def setup_tick(rb, users):

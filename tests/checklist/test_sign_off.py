@@ -3,7 +3,7 @@ import pytest
 from checklist import actions, rules
 from checklist.models import AuditEvent, SignOff
 
-from .factories import gated, sign_off_through, states_of
+from .factories import gated, sign_off_through, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def test_untick_withdraws_that_sign_off_and_every_later_one(runbook, users):
     sign_off_through(runbook, 3, users["member"], users["lead"])
     first = gated(runbook)[0]
-    st = states_of(runbook, first)[0]
+    st = hand_states(runbook, first)[0]
     actions.untick(users["member"], st, "backup was corrupt")
 
     standing = SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
@@ -27,7 +27,7 @@ def test_untick_withdraws_that_sign_off_and_every_later_one(runbook, users):
 def test_untick_in_a_later_phase_keeps_earlier_sign_offs(runbook, users):
     sign_off_through(runbook, 2, users["member"], users["lead"])
     second = gated(runbook)[1]
-    actions.untick(users["member"], states_of(runbook, second)[0])
+    actions.untick(users["member"], hand_states(runbook, second)[0])
     standing = SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
     assert [s.phase for s in standing] == [gated(runbook)[0]]
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from checklist import actions
 from checklist.models import AuditEvent, Evidence, TaskRun
 
-from .factories import gated, states_of
+from .factories import gated, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -29,14 +29,14 @@ def evidence(runbook, users, settings, tmp_path):
     (tmp_path / "runs" / "manifest.txt").write_bytes(data)
     run = TaskRun.objects.create(runbook=runbook, kind="backup", started_by=users["member"],
                                  state=TaskRun.SUCCEEDED, log="line 1\nline 2\n")
-    run.items.set([states_of(runbook, gated(runbook)[0])[0].item])
+    run.items.set([hand_states(runbook, gated(runbook)[0])[0].item])
     return Evidence.objects.create(run=run, name="manifest", kind="artifact",
                                    path="runs/manifest.txt", size=len(data),
                                    sha256=hashlib.sha256(data).hexdigest())
 
 
 def test_csv_export_holds_the_filtered_history_and_is_audited(client, users, runbook):
-    for st in states_of(runbook, gated(runbook)[0])[:2]:
+    for st in hand_states(runbook, gated(runbook)[0])[:2]:
         actions.tick(users["member"], st)
     response = login(client, users["auditor"]).get(reverse("history-csv", args=[runbook.pk]),
                                                    {"action": "tick"})
@@ -107,7 +107,7 @@ def test_evidence_download_refuses_paths_outside_media_root(client, users, runbo
 
 
 def test_item_detail_lists_runs_and_evidence_links(client, users, runbook, evidence):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     body = login(client, users["member"]).get(
         reverse("item-detail", args=[runbook.pk, st.pk])).content.decode()
     assert f"Run #{evidence.run_id}" in body

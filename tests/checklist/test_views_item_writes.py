@@ -11,7 +11,7 @@ from django.urls import reverse
 from checklist import actions, jobs
 from checklist.models import ItemState, Runbook
 
-from .factories import complete_phase, gated, sign_off_through, states_of
+from .factories import complete_phase, gated, sign_off_through, hand_states, override_bound, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def rev(runbook):
 
 
 def test_tick_answers_with_the_row_and_out_of_band_swaps(client, users, runbook):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     response = login(client, users["member"]).post(
         reverse("item-tick", args=[runbook.pk, st.pk]), {"rev": rev(runbook)}, **HX)
     assert response.status_code == 200
@@ -45,7 +45,7 @@ def test_tick_answers_with_the_row_and_out_of_band_swaps(client, users, runbook)
 
 
 def test_the_page_takes_the_new_revision_only_when_no_one_else_wrote(client, users, runbook):
-    first, second, third = states_of(runbook, gated(runbook)[0])[:3]
+    first, second, third = hand_states(runbook, gated(runbook)[0])[:3]
     login(client, users["member"])
     shown = rev(runbook)
     body = client.post(reverse("item-tick", args=[runbook.pk, first.pk]), {"rev": shown},
@@ -64,7 +64,8 @@ def test_the_page_takes_the_new_revision_only_when_no_one_else_wrote(client, use
 
 def test_last_tick_of_a_phase_offers_the_lead_its_sign_off(client, users, runbook):
     pre = gated(runbook)[0]
-    states = states_of(runbook, pre)
+    override_bound(runbook, pre)
+    states = hand_states(runbook, pre)
     for st in states[:-1]:
         actions.tick(users["member"], st)
     body = login(client, users["lead"]).post(
@@ -75,7 +76,7 @@ def test_last_tick_of_a_phase_offers_the_lead_its_sign_off(client, users, runboo
 
 def test_untick_that_withdraws_a_sign_off_answers_with_the_whole_body(client, users, runbook):
     sign_off_through(runbook, 1, users["member"], users["lead"])
-    st = ItemState.objects.get(pk=states_of(runbook, gated(runbook)[0])[0].pk)
+    st = ItemState.objects.get(pk=hand_states(runbook, gated(runbook)[0])[0].pk)
     response = login(client, users["member"]).post(
         reverse("item-untick", args=[runbook.pk, st.pk]), {"rev": rev(runbook)}, **HX)
     assert response.status_code == 200
@@ -87,7 +88,7 @@ def test_untick_that_withdraws_a_sign_off_answers_with_the_whole_body(client, us
 
 
 def test_untick_without_a_sign_off_answers_with_the_row(client, users, runbook):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     actions.tick(users["member"], st)
     response = login(client, users["member"]).post(
         reverse("item-untick", args=[runbook.pk, st.pk]), **HX)
@@ -103,7 +104,7 @@ def test_item_write_query_count_does_not_grow_with_items(client, users, runbook)
     for rb in (runbook, small):
         # Items without jobs on both (a job adds one query for its runs, however many items).
         bound = jobs.bindings_for(rb.template)
-        first, second = [s for s in states_of(rb, gated(rb)[0]) if s.item_id not in bound][:2]
+        first, second = [s for s in hand_states(rb, gated(rb)[0]) if s.item_id not in bound][:2]
         actions.add_note(users["member"], second, "a note")
         client.post(reverse("item-tick", args=[rb.pk, first.pk]), **HX)  # warm caches alike
         for verb in ("tick", "note", "untick"):
@@ -118,7 +119,7 @@ def test_item_write_query_count_does_not_grow_with_items(client, users, runbook)
 
 
 def test_not_applicable_and_back_answer_with_the_row(client, users, runbook):
-    st = next(s for s in states_of(runbook, gated(runbook)[0]) if s.item.if_applicable)
+    st = next(s for s in hand_states(runbook, gated(runbook)[0]) if s.item.if_applicable)
     login(client, users["member"])
     body = client.post(reverse("item-not-applicable", args=[runbook.pk, st.pk]),
                        {"reason": "no cron here"}, **HX).content.decode()
@@ -128,7 +129,7 @@ def test_not_applicable_and_back_answer_with_the_row(client, users, runbook):
 
 
 def test_page_shows_the_newest_note_and_how_many(client, users, runbook):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     for text in ("first note", "second note", "third note"):
         actions.add_note(users["member"], st, text)
     body = login(client, users["member"]).get(reverse("runbook", args=[runbook.pk])).content.decode()
@@ -140,7 +141,7 @@ def test_page_shows_the_newest_note_and_how_many(client, users, runbook):
 def test_cached_rows_follow_role_and_state(client, users, runbook):
     """Rows are cached between page loads; a row never shows another role's buttons or an old
     state."""
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     url = reverse("runbook", args=[runbook.pk])
     assert "Tick: " in login(client, users["member"]).get(url).content.decode()
     assert "hx-post" not in login(client, users["auditor"]).get(url).content.decode()

@@ -9,7 +9,7 @@ from django.urls import reverse
 from checklist import actions
 from checklist.models import AuditEvent, ItemState
 
-from .factories import gated, sign_off_through, states_of
+from .factories import gated, sign_off_through, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +30,9 @@ def test_runbook_page_query_count_does_not_grow_with_items(client, users, runboo
     assert ItemState.objects.filter(runbook=small).count() == 5
     login(client, users["member"])
     # A few notes and ticks, so the notes and who-ticked joins are exercised too.
-    for st in states_of(runbook, gated(runbook)[0])[:3]:
+    for st in hand_states(runbook, gated(runbook)[0])[:3]:
         actions.tick(users["member"], st, note="checked")
-    for st in states_of(small, gated(small)[0])[:1]:
+    for st in hand_states(small, gated(small)[0])[:1]:
         actions.tick(users["member"], st, note="checked")
 
     from django.db import connection
@@ -107,7 +107,7 @@ def test_go_live_page_shows_missing_and_approvals(client, users, runbook):
 
 
 def test_item_detail_shows_history_and_notes(client, users, runbook):
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     actions.tick(users["member"], st, note="backups at /srv/backups")
     body = login(client, users["auditor"]).get(
         reverse("item-detail", args=[runbook.pk, st.pk])).content.decode()
@@ -127,7 +127,7 @@ def test_history_is_for_auditors_and_leads(client, users, runbook):
 
 
 def test_history_filters_and_paginates(client, users, runbook):
-    states = states_of(runbook, gated(runbook)[0])
+    states = hand_states(runbook, gated(runbook)[0])
     for st in states:
         actions.tick(users["member"], st)
     login(client, users["auditor"])
@@ -169,7 +169,7 @@ def test_htmx_poll_after_logout_redirects_the_whole_page(client, runbook):
 
 
 def test_refusal_over_htmx_is_marked_for_the_page(client, users, runbook):
-    locked = states_of(runbook, gated(runbook)[1])[0]
+    locked = hand_states(runbook, gated(runbook)[1])[0]
     response = login(client, users["member"]).post(
         reverse("item-tick", args=[runbook.pk, locked.pk]), HTTP_HX_REQUEST="true")
     assert response.status_code == 409
@@ -234,7 +234,7 @@ def test_htmx_writes_need_csrf(users, runbook):
 
     client = Client(enforce_csrf_checks=True)
     login(client, users["member"])
-    st = states_of(runbook, gated(runbook)[0])[0]
+    st = hand_states(runbook, gated(runbook)[0])[0]
     url = reverse("item-tick", args=[runbook.pk, st.pk])
     assert client.post(url, HTTP_HX_REQUEST="true").status_code == 403
     token = client.get(reverse("runbook", args=[runbook.pk])).context["csrf_token"]

@@ -346,7 +346,7 @@ def test_success_criteria_tick_only_what_the_evidence_passes(runbook, users, sit
     assert by_key["zero_data_loss"]["ok"] is True
     assert by_key["db_query"]["ok"] is None  # no performance run: no evidence yet
     assert by_key["db_uptime"]["ok"] is None
-    assert sorted(report["ticked"]) == ["Application uptime > 99.9%",
+    assert sorted(report["earns"]) == ["Application uptime > 99.9%",
                                         "Page load times < 2 seconds",
                                         "Zero data loss during migration"]
     page = ticked(runbook, "Page load times < 2 seconds")
@@ -354,6 +354,17 @@ def test_success_criteria_tick_only_what_the_evidence_passes(runbook, users, sit
     assert page.earned_by == f"success-criteria run #{run.pk}"
     assert not ticked(runbook, "API response times < 500ms").checked
     assert not ticked(runbook, "Database query times < 100ms").checked
+
+    # Items are judged one by one: newer evidence that fails one criterion withdraws only the
+    # tick that criterion earned.
+    fake_validate(runbook, users["member"], ok=False, mismatches=0, missing_rows=3,
+                  rows_checked=42)
+    again = run_here(users["lead"], runbook, "success-criteria")
+    assert not ticked(runbook, "Zero data loss during migration").checked
+    assert ticked(runbook, "Page load times < 2 seconds").checked
+    withdrawn = AuditEvent.objects.get(action="tick-withdrawn",
+                                       item__text="Zero data loss during migration")
+    assert f"success-criteria run #{again.pk} failed" in withdrawn.after["reason"]
 
 
 def test_monitoring_samples_health_and_database_and_computes_uptime(runbook, users, site,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('checklist', '0003_jobs_and_evidence'),
+        ('checklist', '0004_audit_origin_and_no_truncate'),
     ]
 
     operations = [

@@ -37,6 +37,8 @@ class JobKind:
     description: str = ""
     # Dotted path of `hook(run, user)` called in the run's final transaction after a success.
     on_success: str = ""
+    # Applies unified_schema.sql: refused unless a lead's approval stands for that very file.
+    needs_schema_approval: bool = False
 
 
 REGISTRY = {
@@ -49,9 +51,10 @@ REGISTRY = {
         JobKind("assess", "Assess the SQLite databases", "migration.tasks.assess_job"),
         JobKind("schema", "Generate the unified PostgreSQL schema", "migration.tasks.schema_job",
                 needs_target=True, on_success="checklist.actions.void_stale_schema_approval"),
-        JobKind("dry-run", "Dry-run the migration", "migration.tasks.dry_run_job", needs_target=True),
+        JobKind("dry-run", "Dry-run the migration", "migration.tasks.dry_run_job", needs_target=True,
+                needs_schema_approval=True),
         JobKind("migrate", "Run the migration (COPY)", "migration.tasks.migrate_job",
-                needs_target=True, time_limit=4 * 3600),
+                needs_target=True, time_limit=4 * 3600, needs_schema_approval=True),
         JobKind("validate", "Validate every row", "migration.tasks.validate_job", needs_target=True,
                 time_limit=4 * 3600),
         JobKind("rollback", "Roll back the migration", "migration.tasks.rollback_job",
@@ -154,6 +157,21 @@ def latest_runs(runbook):
     return out
 
 
+def schema_file(runbook):
+    """The unified_schema.sql the engine's run step applies for this runbook (its work folder)."""
+    from django.conf import settings
+
+    return Path(settings.JOB_WORKDIR) / f"runbook-{runbook.pk}" / "engine" / "unified_schema.sql"
+
+
+def schema_file_sha256(runbook):
+    """The sha256 of the schema file the run would apply now, or None when there is none."""
+    from .evidence import file_sha256
+
+    path = schema_file(runbook)
+    return file_sha256(path) if path.is_file() else None
+
+
 def start_job(user, runbook, kind_name, params=None):
     """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun."""
     return _start(user, runbook, get_kind(kind_name), dict(params or {}))
@@ -166,6 +184,9 @@ def _start(user, runbook, kind, params):
     items = items_for(runbook, kind.name)
     where = {"obj": runbook, "runbook": runbook}
     _check(rules.can_run_job(user, runbook, kind, items, facts), user, f"job:{kind.name}", **where)
+    if kind.needs_schema_approval:
+        _check(rules.can_apply_schema(runbook, schema_file_sha256(runbook)), user,
+               f"job:{kind.name}", **where)
     try:
         with transaction.atomic():  # the database allows one active run per kind and runbook
             run = TaskRun.objects.create(runbook=runbook, kind=kind.name, started_by=user,

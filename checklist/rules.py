@@ -529,6 +529,27 @@ def schema_approval(runbook):
             .select_related("lead").order_by("-created_at").first())
 
 
+def can_apply_schema(runbook, file_sha256):
+    """The migrate and dry-run jobs apply unified_schema.sql: only while a lead's approval stands
+    for the exact sha256 of the file they will apply (`file_sha256`, None when there is none)."""
+    approval = schema_approval(runbook)
+    if approval is None:
+        latest = latest_schema_evidence(runbook)
+        if latest is None:
+            return _conflict("No unified_schema.sql yet: run the schema job, then a lead must "
+                             "approve the file before the migration runs.")
+        return _conflict(f"unified_schema.sql (sha256 {latest.sha256[:12]}…) is not approved: a "
+                         "lead must approve it before the migration runs.")
+    if file_sha256 is None:
+        return _conflict("The approved unified_schema.sql is missing from the work folder: run "
+                         "the schema job again and have the new file approved.")
+    if file_sha256 != approval.sha256:
+        return _conflict(f"unified_schema.sql on disk (sha256 {file_sha256[:12]}…) is not the file "
+                         f"{approval.lead.get_username()} approved (sha256 {approval.sha256[:12]}…): "
+                         "run the schema job again and have the new file approved.")
+    return ALLOW
+
+
 def can_edit_contacts(user):
     return can_lead(user)
 

@@ -180,6 +180,7 @@ class RunReport(Report):
     step: str = "run"
     dry_run: bool = False
     workers: int = 0
+    schema_sha256: str = ""  # the unified_schema.sql this run applied
     tables: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
     rejects_file: str = ""

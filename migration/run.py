@@ -29,7 +29,8 @@ from .load import TableJob
 from .plan import Plan, TablePlan
 from .progress import Reporter
 from .reports import RunReport, write_report
-from .schema import apply_statements, current_plan, ensure_control, prepare, sha256_text, verify
+from .schema import (PLAN_FILE, SCHEMA_FILE, apply_statements, current_plan, ensure_control, prepare,
+                     same_file_version, sha256_text, verify, why_not_current)
 from .sources import file_identity, open_source
 from .target import CONTROL_SCHEMA, advisory_key, connect, describe, target_columns
 from .typemap import kind_for_pg_type
@@ -40,11 +41,14 @@ CHUNK_BYTES = 16 << 20  # COPY text per transaction: the unit of resumption
 MAX_CHUNK_ROWS = 150_000
 
 
-def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = False) -> list:
+def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = False,
+                 census_holds: bool = True) -> list:
     """The loaded columns of a table, with conversion kinds taken from the target's real types.
 
     Generated columns are computed by PostgreSQL; they are compared (include_generated) but
-    not loaded.
+    not loaded. Without `census_holds` (the source was written since the schema step's census)
+    no column is taken as proven: every row passes its guard or goes through `convert`, so a row
+    the census did not foresee is loaded or becomes an accounted reject.
     """
     specs = []
     for col in target_columns(conn, schema, tp.target):
@@ -59,7 +63,8 @@ def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = Fal
         spec = fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=kind, params=params,
                                    notnull=col["notnull"], always_int=always_int)
         # The census counted values for the planned type; it holds only if the target kept it.
-        if (kind, params, col["notnull"]) == (cp.kind, _pg_params(cp), cp.notnull or cp.identity):
+        if census_holds and (kind, params, col["notnull"]) == (cp.kind, _pg_params(cp),
+                                                               cp.notnull or cp.identity):
             spec.proven = bool(cp.fast.get("guard"))
             spec.plain = bool(cp.fast.get("plain"))
             spec.float17 = bool(cp.fast.get("float17"))
@@ -134,6 +139,10 @@ class _Run:
         self.suffix = secrets.token_hex(3)
         self.control = fit_name(f"pgm_dry_{self.suffix}_ctl") if dry_run else CONTROL_SCHEMA
         self.run_id = ""
+        # Sources written since the schema step (new rows; their schema is the plan's): their
+        # census no longer holds and their row counts are taken again.
+        self.changed: set = set()
+        self.identity_at_start: dict = {}
 
     def schema_of(self, schema: str) -> str:
         return fit_name(f"pgm_dry_{self.suffix}_{schema}") if self.dry_run else schema
@@ -150,11 +159,14 @@ class _Run:
 
 
 def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = False, progress=None, should_cancel=None,
-             workers: Optional[int] = None, busy_timeout: float = 5.0, chunk_rows: Optional[int] = None) -> RunReport:
+             workers: Optional[int] = None, busy_timeout: float = 5.0, chunk_rows: Optional[int] = None,
+             schema_sha256: Optional[str] = None) -> RunReport:
     """Migrate the sources into the target (see the module docstring).
 
     `chunk_rows` overrides the rows per transaction (the unit of resumption), which is
-    otherwise chosen from each table's row width.
+    otherwise chosen from each table's row width. With `schema_sha256` (the approved file's)
+    the run refuses unless unified_schema.sql in the workdir is exactly that file and still
+    describes the sources' schema; it never generates one.
     """
     workdir = Path(workdir)
     if not target_url:
@@ -166,14 +178,31 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout, chunk_rows)
     report = state.report
     report.workers = state.workers
+    stale = why_not_current(state.sources, workdir)
+    if schema_sha256 is not None or (stale and (workdir / PLAN_FILE).exists()):
+        # A reviewed schema exists (or must): never replace it with one nobody reviewed.
+        if stale:
+            raise InputError(f"{stale}; run the schema step again and have the new "
+                             f"unified_schema.sql approved")
+        actual = sha256_text((workdir / SCHEMA_FILE).read_text(encoding="utf-8"))
+        if schema_sha256 is not None and actual != schema_sha256.strip().lower():
+            raise InputError(f"{workdir / SCHEMA_FILE} has sha256 {actual}, not the approved "
+                             f"{schema_sha256.strip().lower()}; it was changed after the approval")
     conn = connect(target_url, autocommit=True, purpose="run")  # an unusable target fails before any work
     current = current_plan(state.sources, workdir)
     if current is None:
-        rep.log("no current unified_schema.sql for these sources in the workdir: generating it")
+        rep.log("no unified_schema.sql in the workdir yet: generating it")
         plan, text, _ = prepare(state.sources, workdir, target_url, busy_timeout, None)
         report.warn("unified_schema.sql was generated by this run (no reviewed schema for these sources was found)")
     else:
         plan, text = current
+    report.schema_sha256 = sha256_text(text)
+    for name, path in state.sources.items():
+        state.identity_at_start[name] = file_identity(path)
+        if not same_file_version(plan.sources[name].get("identity") or {}, state.identity_at_start[name]):
+            state.changed.add(name)
+            rep.log(f"{name} was written since the schema step: its rows are counted again and "
+                    f"checked one by one against the plan")
     report.artifacts.append(str(workdir / "unified_schema.sql"))
     try:
         if dry_run:
@@ -255,11 +284,13 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
     cons = {}
     for tp in plan.tables:
         schema = state.schema_of(tp.schema)
-        cols = column_specs(conn, schema, tp)
+        cols = column_specs(conn, schema, tp, census_holds=tp.source not in state.changed)
         src = state.sources[tp.source]
         con = cons.get(tp.source) or open_source(src, busy_timeout=state.busy_timeout)
         cons[tp.source] = con
         fastpath.register_functions(con)
+        if tp.source in state.changed and tp.key not in started:
+            tp.row_count = con.execute(f"SELECT count(*) FROM {qi(tp.table)}").fetchone()[0]
         cut = plan_chunks(con, tp, state.chunk_rows)
         if tp.key not in started:  # a resumed table keeps the chunks it was planned with
             with conn.transaction():
@@ -506,12 +537,9 @@ def _summarise(state: _Run, conn, plan: Plan, statements: list) -> None:
     totals["rows_per_s"] = round(totals["read"] / elapsed) if elapsed > 0 else None
     report.totals = totals
     for name, path in state.sources.items():
-        before = plan.sources[name].get("identity") or {}
-        now = file_identity(path)
-        if (before.get("size"), before.get("change_counter"), before.get("wal_size")) != \
-                (now["size"], now["change_counter"], now["wal_size"]):
-            report.problem(f"{path} changed while it was being migrated (or since the schema step); "
-                           f"run validate to see the differences, or stop the writers and run again")
+        if not same_file_version(state.identity_at_start.get(name) or {}, file_identity(path)):
+            report.problem(f"{path} changed while it was being migrated; run validate to see the "
+                           f"differences, or stop the writers and run again")
     report.rejects_file = _export_rejects(state, conn)
     if report.rejects_file:
         report.artifacts.append(report.rejects_file)

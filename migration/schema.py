@@ -23,7 +23,7 @@ from .plan import Plan, build_plan
 from .profile import TableProfile, json_available, profile_table
 from .progress import Reporter
 from .reports import SchemaReport, utc_now, write_report
-from .sources import file_identity, open_source
+from .sources import file_identity, open_source, schema_sha256
 from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
     owned_sequences, record_created, \
     existing_indexes, existing_views, target_columns
@@ -42,7 +42,7 @@ def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter
         if reporter:
             reporter.watch(con)
         try:
-            ident = file_identity(path)
+            ident = {**file_identity(path), "schema_sha256": schema_sha256(path, busy_timeout)}
             identities[name] = ident
             cat = read_catalog(con, name, path)
             resolve_fk_targets(cat)
@@ -115,7 +115,8 @@ def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Re
 
     A column whose every value passes its guard (and needs no escaping, and whose floats
     print exactly) is loaded without per-row checks -- but only while the file is the very
-    version counted here; `current_plan` discards the plan when the file changes.
+    version counted here; a run on a source written since then checks every row
+    (run.column_specs, census_holds=False).
     """
     for name, path in sources.items():
         tables = [tp for tp in plan.tables if tp.source == name and tp.row_count]
@@ -262,24 +263,38 @@ def prepare(sources: dict, workdir: Path, target_url: Optional[str], busy_timeou
     return plan, text, notes
 
 
-def current_plan(sources: dict, workdir: Path) -> Optional[tuple[Plan, str]]:
-    """The plan and schema text in the workdir, if they were made from these very files."""
+def same_file_version(before: dict, now: dict) -> bool:
+    """Whether two file identities (sources.file_identity) are the same version of a file."""
+    keys = ("size", "change_counter", "wal_size")
+    return all(before.get(k) == now.get(k) for k in keys)
+
+
+def why_not_current(sources: dict, workdir: Path) -> str:
+    """'' when the plan and unified_schema.sql in the workdir describe these sources' schema,
+    else why not. The plan is bound to each source's schema (sources.schema_sha256: tables,
+    columns, declared types, keys, indexes) and holds the type decisions; new rows change
+    neither, so a live source being written does not void a reviewed schema."""
     plan_path, sql_path = workdir / PLAN_FILE, workdir / SCHEMA_FILE
     if not plan_path.exists() or not sql_path.exists():
-        return None
+        return f"no unified_schema.sql in {workdir}"
     plan = Plan.load(plan_path)
     if set(plan.sources) != set(sources):
-        return None
+        return f"unified_schema.sql was made from sources {sorted(plan.sources)}, not {sorted(sources)}"
     for name, path in sources.items():
         src = plan.sources[name]
         if Path(src["path"]).resolve() != Path(path).resolve():
-            return None
-        ident = file_identity(Path(path))
-        old = src.get("identity") or {}
-        if (old.get("size"), old.get("change_counter"), old.get("wal_size")) != \
-                (ident["size"], ident["change_counter"], ident["wal_size"]):
-            return None
-    return plan, sql_path.read_text(encoding="utf-8")
+            return f"unified_schema.sql was made from {src['path']} for {name}, not {path}"
+        made_from = (src.get("identity") or {}).get("schema_sha256")
+        if made_from != schema_sha256(Path(path)):
+            return f"the schema of {name} ({path}) changed since unified_schema.sql was made"
+    return ""
+
+
+def current_plan(sources: dict, workdir: Path) -> Optional[tuple[Plan, str]]:
+    """The plan and schema text in the workdir, if they describe these sources' schema."""
+    if why_not_current(sources, workdir):
+        return None
+    return Plan.load(workdir / PLAN_FILE), (workdir / SCHEMA_FILE).read_text(encoding="utf-8")
 
 
 def sha256_text(text: str) -> str:

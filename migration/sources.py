@@ -7,6 +7,7 @@ a file it migrates and waits a bounded time for a writer to finish. Every failur
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -139,3 +140,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
                 break
             digest.update(block)
     return digest.hexdigest()
+
+
+def schema_sha256(path: Path, busy_timeout: float = 5.0) -> str:
+    """The sha256 of a source's schema: every table, index, view and trigger as SQLite stores
+    its CREATE statement (so tables, columns, declared types, keys and indexes), never its rows.
+    A plan is bound to this, so new rows in a live source do not invalidate a reviewed schema."""
+    con = open_source(Path(path), busy_timeout)
+    try:
+        rows = con.execute("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master "
+                           "WHERE name NOT LIKE 'sqlite_stat%' ORDER BY type, name").fetchall()
+    finally:
+        con.close()
+    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()

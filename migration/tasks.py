@@ -105,14 +105,35 @@ def schema_job(ctx):
                  workdir=_workdir(ctx), apply=True, cancellable=True)
 
 
+def _approved_run(ctx, dry_run):
+    """The run step bound to the standing schema approval: the engine refuses unless
+    unified_schema.sql is that very file, and the evidence records the sha256 and who approved."""
+    from checklist import rules
+
+    approval = rules.schema_approval(ctx.runbook)
+    if approval is None:  # withdrawn between the start and now
+        return JobResult(ok=False, error="No standing approval of unified_schema.sql: a lead must "
+                                         "approve the schema before the migration runs.")
+    ctx.log(f"applying unified_schema.sql sha256 {approval.sha256} approved by "
+            f"{approval.lead.get_username()} (approval #{approval.pk})")
+    result = _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
+                   workdir=_workdir(ctx), dry_run=dry_run, cancellable=True,
+                   schema_sha256=approval.sha256)
+    bound = {"id": approval.pk, "sha256": approval.sha256, "lead": approval.lead.get_username(),
+             "approved_at": approval.created_at.isoformat()}
+    result.report = {**(result.report or {"ok": False, "error": result.error}),
+                     "schema_approval": bound}
+    result.figures = {**result.figures, "schema_sha256": approval.sha256,
+                      "schema_approval_id": approval.pk}
+    return result
+
+
 def dry_run_job(ctx):
-    return _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
-                 workdir=_workdir(ctx), dry_run=True, cancellable=True)
+    return _approved_run(ctx, dry_run=True)
 
 
 def migrate_job(ctx):
-    return _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
-                 workdir=_workdir(ctx), cancellable=True)
+    return _approved_run(ctx, dry_run=False)
 
 
 def validate_job(ctx):

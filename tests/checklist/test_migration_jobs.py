@@ -143,6 +143,9 @@ def test_worker_killed_mid_migration_then_re_run_resumes_and_validates(
     first = start_worker()
     try:
         assert wait_for_run(start(client, runbook, "schema"), ended, 300).state == "succeeded"
+        from checklist.rules import latest_schema_evidence
+
+        actions.approve_schema(users["lead"], runbook, latest_schema_evidence(runbook), "ok")
         sign_off_through(runbook, 1, users["member"], users["lead"])
         run = start(client, runbook, "migrate")
         wait_for_run(run, lambda r: (r.rows or 0) > 0 or not r.active, timeout=300)

@@ -8,6 +8,7 @@ show a progress bar on stderr.
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 import time
@@ -85,6 +86,9 @@ class Command(BaseCommand):
         parser.add_argument("--dest", help="restore: directory to restore the files into")
         parser.add_argument("--workers", type=int, help="run/validate: worker processes (default: cores + 1)")
         parser.add_argument("--chunk-rows", type=int, help="run: rows per transaction (default: from row width)")
+        parser.add_argument("--schema-sha256", metavar="HEX",
+                            help="run: refuse unless unified_schema.sql in --workdir has this sha256 "
+                                 "(the approved file) and still matches the sources' schema")
         parser.add_argument("--busy-timeout", type=float, default=5.0,
                             help="seconds to wait for a SQLite file locked by a writer")
         parser.add_argument("--remove-sources", action="store_true",
@@ -139,9 +143,14 @@ class Command(BaseCommand):
             return steps.assess(sources, workdir, busy_timeout=opts["busy_timeout"], **common)
         if step == "schema":
             return steps.schema(sources, target, workdir, apply=opts["apply"], busy_timeout=opts["busy_timeout"], **common)
+        if opts["schema_sha256"] is not None and (
+                step != "run" or not re.fullmatch(r"[0-9a-fA-F]{64}", opts["schema_sha256"].strip())):
+            raise InputError("--schema-sha256 takes the 64 hex digits of the approved "
+                             "unified_schema.sql, and only with the run step")
         if step == "run":
             return steps.run(sources, target, workdir, dry_run=opts["dry_run"], workers=opts["workers"],
-                             busy_timeout=opts["busy_timeout"], chunk_rows=opts["chunk_rows"], **common)
+                             busy_timeout=opts["busy_timeout"], chunk_rows=opts["chunk_rows"],
+                             schema_sha256=opts["schema_sha256"], **common)
         if step == "validate":
             return steps.validate(sources, target, workdir, workers=opts["workers"], busy_timeout=opts["busy_timeout"],
                                   **common)

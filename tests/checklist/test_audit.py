@@ -63,7 +63,7 @@ def test_postgresql_trigger_refuses_truncate(history):
 
 
 def test_events_record_the_request_id_and_client_address(client, users, runbook):
-    state = states_of(runbook, gated(runbook)[0])[0]
+    state = hand_states(runbook, gated(runbook)[0])[0]
     client.force_login(users["member"])
     response = client.post(f"/runbooks/{runbook.pk}/items/{state.pk}/tick/", {"note": "ok"},
                            REMOTE_ADDR="203.0.113.7", HTTP_X_REQUEST_ID="req-abc-12345678")

@@ -11,7 +11,7 @@ from checklist import actions, chain, digests
 from checklist.audit import AuditEvent
 from checklist.models import ItemNote, SignOff
 
-from .factories import complete_phase, gated, states_of
+from .factories import complete_phase, gated, hand_states, states_of
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def _superuser_sql(sql, params=()):
 def proven(runbook, users, django_capture_on_commit_callbacks):
     """A history with signed digests: one mid-way, one at a sign-off (written after commit)."""
     first = gated(runbook)[0]
-    states = states_of(runbook, first)
+    states = hand_states(runbook, first)
     for st in states[:3]:
         actions.tick(users["member"], st, "checked")
     digests.write("test")
@@ -125,7 +125,7 @@ def test_a_tick_written_in_sql_with_no_event_is_found(proven, capsys):
 
 
 def test_an_untick_in_sql_names_the_event_it_contradicts(proven, capsys):
-    state = states_of(proven, gated(proven)[0])[0]
+    state = hand_states(proven, gated(proven)[0])[0]
     with connection.cursor() as cursor:
         cursor.execute("UPDATE checklist_itemstate SET checked = false WHERE id = %s", [state.pk])
     last = AuditEvent.objects.filter(object_type="ItemState", object_id=str(state.pk),

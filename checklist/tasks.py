@@ -279,11 +279,11 @@ def finish(run, ctx, result, state):
             if hook:
                 module, _, name = hook.rpartition(".")
                 getattr(import_module(module), name)(locked, run.started_by)
-    # Every run re-reads the evidence behind the runbook's earned ticks: a file changed since it
-    # was recorded no longer earns anything.
-    for st in actions.verify_earned_evidence(run.runbook):
-        log.warning("run #%s: withdrew the earned tick of item %s (evidence changed)", run.pk,
-                    st.item_id)
+        # Every run re-reads the evidence behind the runbook's earned ticks (a file changed since
+        # it was recorded no longer earns anything), before its own end is visible to anyone.
+        for st in actions.verify_earned_evidence(run.runbook):
+            log.warning("run #%s: withdrew the earned tick of item %s (evidence changed)",
+                        run.pk, st.item_id)
     Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
 
 

@@ -61,9 +61,10 @@ def app_private_files():
     return files
 
 
-def _safe(path, roots, what):
+def _safe(path, roots, what, must_exist=True):
     try:
-        return resolve_under_roots(path, roots, forbidden=app_private_files(), what=what)
+        return resolve_under_roots(path, roots, forbidden=app_private_files(), what=what,
+                                   must_exist=must_exist)
     except UnsafeFile as exc:
         raise JobInputError(str(exc)) from None
 
@@ -120,10 +121,11 @@ class JobContext:
         if self.should_cancel():
             raise JobCancelled()
 
-    def sources(self):
+    def sources(self, must_exist=True):
         """The runbook's sources, each resolved and refused unless a regular file under
-        SOURCE_ROOTS (never the app's own database)."""
-        return {s.name: _safe(s.path, settings.SOURCE_ROOTS, "source") for s in self.runbook.sources.all()}
+        SOURCE_ROOTS (never the app's own database); a rollback may restore a missing one."""
+        return {s.name: _safe(s.path, settings.SOURCE_ROOTS, "source", must_exist)
+                for s in self.runbook.sources.all()}
 
     def checked_file(self, path):
         """A file a check reads (env file, app spec), held to CHECK_FILE_ROOTS likewise."""

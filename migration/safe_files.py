@@ -102,12 +102,15 @@ def _related(path: Path) -> set:
     return {path.with_name(path.name + s) for s in ("", "-wal", "-shm", "-journal")}
 
 
-def resolve_under_roots(path, roots: Iterable, forbidden: Iterable = (), what: str = "file") -> Path:
+def resolve_under_roots(path, roots: Iterable, forbidden: Iterable = (), what: str = "file",
+                        must_exist: bool = True) -> Path:
     """The resolved path of a regular file under one of `roots`, or `UnsafeFile` naming the path.
 
     Refused: relative paths (they would depend on the worker's working directory), anything
     outside the roots once symlinks are resolved, the `forbidden` files (the app's own database,
-    with its -wal/-shm/-journal), and anything but a regular file.
+    with its -wal/-shm/-journal), and anything but a regular file. With `must_exist` off (a
+    rollback restoring a source that was removed) a missing file is accepted when its folder
+    passes the same checks.
     """
     roots = [Path(r).resolve() for r in roots if str(r).strip()]
     if not roots:
@@ -118,7 +121,9 @@ def resolve_under_roots(path, roots: Iterable, forbidden: Iterable = (), what: s
     try:
         real = given.resolve(strict=True)
     except FileNotFoundError:
-        raise UnsafeFile(f"{what} {path}: no such file") from None
+        if must_exist or os.path.lexists(given) or not given.parent.is_dir():
+            raise UnsafeFile(f"{what} {path}: no such file") from None
+        real = given.parent.resolve(strict=True) / given.name
     except (OSError, RuntimeError) as exc:  # a symlink loop, a permission error on the way
         raise UnsafeFile(f"{what} {path}: cannot be resolved ({getattr(exc, 'strerror', None) or exc})") from None
     names = ", ".join(str(r) for r in roots)
@@ -133,5 +138,6 @@ def resolve_under_roots(path, roots: Iterable, forbidden: Iterable = (), what: s
             bad |= {p.resolve() for p in _related(Path(f))}
     if real in bad:
         raise UnsafeFile(f"{what} {path}: is the app's own database; it is never read as a {what}")
-    check_regular(real, what)
+    if real.exists() or must_exist:
+        check_regular(real, what)
     return real

@@ -142,13 +142,14 @@ def validate_job(ctx):
 
 
 def rollback_job(ctx):
-    return _call(ctx, steps.rollback, sources=ctx.sources(), target_url=ctx.target_url(),
+    # A source removed since (cleanup --remove-sources) is put back, so it need not exist.
+    return _call(ctx, steps.rollback, sources=ctx.sources(must_exist=False), target_url=ctx.target_url(),
                  workdir=_workdir(ctx))
 
 
 def rollback_rehearsal_job(ctx):
     """The rollback, rehearsed: backups verified, drops run and rolled back; nothing changes."""
-    return _call(ctx, steps.rollback, sources=ctx.sources(), target_url=ctx.target_url(),
+    return _call(ctx, steps.rollback, sources=ctx.sources(must_exist=False), target_url=ctx.target_url(),
                  workdir=_workdir(ctx), dry_run=True)
 
 

@@ -106,3 +106,17 @@ def test_reads_are_bounded_in_size(root):
     (root / "bin.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(UnsafeFile, match="is not utf-8 text"):
         read_text(root / "bin.txt", 100)
+
+
+def test_a_missing_file_may_be_named_for_a_restore_when_its_folder_is_under_a_root(root, tmp_path):
+    assert resolve_under_roots(root / "gone.db", [root], must_exist=False) == root.resolve() / "gone.db"
+    with pytest.raises(UnsafeFile, match="no such file"):
+        resolve_under_roots(root / "gone.db", [root])
+    with pytest.raises(UnsafeFile, match="outside the allowed folders"):
+        resolve_under_roots(tmp_path / "gone.db", [root], must_exist=False)
+    os.symlink(tmp_path, root / "out")
+    with pytest.raises(UnsafeFile, match="symlink"):
+        resolve_under_roots(root / "out" / "gone.db", [root], must_exist=False)
+    os.symlink(tmp_path / "nowhere.db", root / "dangling.db")
+    with pytest.raises(UnsafeFile, match="no such file"):
+        resolve_under_roots(root / "dangling.db", [root], must_exist=False)

@@ -153,6 +153,9 @@ def _unknown_key_message(key: str, parts: tuple, schema_doc: dict) -> str:
 
 
 def _check_health(report, spec, components) -> None:
+    if not any(kind == "services" for kind, _, _ in components):
+        report.problem("no service: nothing serves traffic, so no health check is configured",
+                       "health_checks", "services", spec.line(()))
     for kind, index, component in components:
         if kind == "services" and not component.get("health_check"):
             parts = (kind, index)
@@ -160,7 +163,8 @@ def _check_health(report, spec, components) -> None:
                            "would only check that the port accepts TCP connections",
                            "health_checks", format_path(parts + ("health_check",)),
                            spec.line(parts))
-    _conclude(report, "health_checks", "every service has one", "a health_check on every service")
+    _conclude(report, "health_checks", "every service has one",
+              "at least one service, each with a health_check")
 
 
 def _check_secrets(report, spec, envs, pattern) -> None:
@@ -207,9 +211,24 @@ def _check_references(report, spec, data, components, envs) -> None:
 
 
 def _check_scaling(report, spec, components) -> None:
+    scaled = [(k, i, c) for k, i, c in components if k in ("services", "workers")]
+    if not scaled:
+        report.problem("no service or worker: there is nothing to scale", "scaling", "services",
+                       spec.line(()))
     for kind, index, component in components:
         parts = (kind, index)
         autoscaling = component.get("autoscaling")
+        if kind in ("services", "workers") and autoscaling is None \
+                and "instance_count" not in component:
+            report.problem(f"{kind[:-1]} '{component.get('name')}' declares no scaling: set "
+                           "instance_count or autoscaling", "scaling", format_path(parts),
+                           spec.line(parts))
+        if isinstance(autoscaling, dict) and not (
+                isinstance(autoscaling.get("min_instance_count"), int)
+                and isinstance(autoscaling.get("max_instance_count"), int)):
+            report.problem("autoscaling needs min_instance_count and max_instance_count",
+                           "scaling", format_path(parts + ("autoscaling",)),
+                           spec.line(parts + ("autoscaling",)))
         if autoscaling is not None and "instance_count" in component:
             report.problem("instance_count and autoscaling are mutually exclusive: keep one",
                            "scaling", format_path(parts + ("instance_count",)),
@@ -220,7 +239,8 @@ def _check_scaling(report, spec, components) -> None:
                 report.problem(f"autoscaling min_instance_count {low} exceeds max {high}",
                                "scaling", format_path(parts + ("autoscaling",)),
                                spec.line(parts + ("autoscaling",)))
-    _conclude(report, "scaling", "consistent", "instance_count or autoscaling, not both")
+    _conclude(report, "scaling", "declared on every service and worker",
+              "instance_count or autoscaling (not both) on every service and worker")
 
 
 def _check_components(report, spec, data, components) -> None:

@@ -112,8 +112,8 @@ def _from_check(runbook, key, item, kind, figure_key, limit, unit):
 
 
 def zero_data_loss(runbook):
-    """From the latest validate run: it passed, and no row is missing or mismatched."""
-    item, threshold = "Zero data loss during migration", "0 missing, 0 mismatched"
+    """From the latest validate run: it passed, and no row is missing, mismatched or rejected."""
+    item, threshold = "Zero data loss during migration", "0 missing, 0 mismatched, 0 rejected"
     found = latest_report(runbook, "validate")
     if found is None:
         return Result("zero_data_loss", item, None, None, threshold, None,
@@ -123,11 +123,14 @@ def zero_data_loss(runbook):
     missing = _number(figures.get("missing_rows"))
     mismatches = _number(figures.get("mismatches"))
     checked = _number(figures.get("rows_checked"))
-    figure = {"missing_rows": missing, "mismatches": mismatches, "rows_checked": checked}
+    # A row the run rejected is not in the target: it is lost unless someone loads it.
+    rejected = _number(figures.get("rejected"))
+    figure = {"missing_rows": missing, "mismatches": mismatches, "rejected": rejected,
+              "rows_checked": checked}
     if missing is None and mismatches is None:
         return Result("zero_data_loss", item, None, figure, threshold, found.cite(),
                       f"validate run #{found.run.pk} reports no missing/mismatch figures")
-    ok = (bool(found.report.get("ok")) and not missing and not mismatches
+    ok = (bool(found.report.get("ok")) and not missing and not mismatches and not rejected
           and (checked is None or checked > 0))
     return Result("zero_data_loss", item, ok, figure, threshold, found.cite(),
                   f"validate run #{found.run.pk} ({found.run.state})")

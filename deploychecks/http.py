@@ -60,8 +60,16 @@ def run(url, health_path="/healthz", http_url=None, ca_file=None, timeout=5.0, p
     context = _context(ca_file, verify=verified)
     _check_health(report, urljoin(url, health_path), context, timeout, secrets)
     _check_headers(report, url, context, timeout, int(min_hsts_seconds), secrets)
+    http_url = http_url or _default_http_url(base)
     if http_url:
         _check_redirect(report, http_url, timeout, secrets)
+    else:
+        # Never a silent pass: a site whose http:// address is unknown has not shown it redirects.
+        report.add("https_redirect", False, "not checked", "3xx to https://",
+                   "give http_url: the https URL has a non-default port, so its http:// "
+                   "address cannot be guessed")
+        report.problem("the HTTP->HTTPS redirect was not checked: set http_url",
+                       "https_redirect")
     report.figures["redirect_checked"] = bool(http_url)
     _load(report, url, paths, context, timeout, int(concurrency), int(requests), time_cap,
           float(page_p95_ms), float(api_p95_ms), api_prefix, float(max_error_rate_pct), secrets)
@@ -241,6 +249,13 @@ def _header(report, name, ok, value, expected) -> None:
                        name)
 
 
+def _default_http_url(base):
+    """http://host/ for an https URL on the default port; None when it cannot be guessed."""
+    if base.port not in (None, 443):
+        return None
+    return f"http://{base.hostname}/"
+
+
 def _check_redirect(report, http_url, timeout, secrets) -> None:
     try:
         status, headers, _ = _request(http_url, None, timeout)
@@ -277,8 +292,10 @@ def _load(report, url, paths, context, timeout, concurrency, total, time_cap, pa
             path = paths[index % len(paths)]
             try:
                 status, _, elapsed = _request(urljoin(url, path), context, timeout)
-                failed = status >= 400
-                error = f"HTTP {status}" if failed else ""
+                # A redirect is not the page: under load it counts as a failure, not a success.
+                failed = status >= 300
+                error = f"HTTP {status}" + (" (redirect)" if 300 <= status < 400 else "") \
+                    if failed else ""
             except (OSError, http.client.HTTPException) as exc:
                 elapsed, failed, error = None, True, _error(exc, secrets)
             with lock:

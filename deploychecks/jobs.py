@@ -44,7 +44,7 @@ KINDS = (
             description="Query p50/p95 on the target, pool utilization; compared with the "
                         "baseline (the first passing run)."),
     JobKind("check-http", "Check the deployed site", "deploychecks.jobs.check_http",
-            needs_sources=False, params=("url", "paths", "requests", "concurrency"),
+            needs_sources=False, params=("url", "http_url", "paths", "requests", "concurrency"),
             time_limit=600, description="Health, TLS certificate, security headers, "
                                         "HTTP->HTTPS, bounded load."),
     JobKind("success-criteria", "Evaluate the success criteria",

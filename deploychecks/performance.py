@@ -295,10 +295,19 @@ def _time_sqlite(query_set, mapping, iterations) -> dict:
 
 
 def _pool_utilization(report, tgt, query_set, concurrency, pool_size, requests, threshold):
-    """`concurrency` threads share a pool of `pool_size`; peak connections in use / pool size."""
+    """`concurrency` threads (the configured load) share a pool of `pool_size`. Utilization is
+    measured: the time-weighted mean of connections in use over the load, as a share of the
+    pool, not the peak (a peak of `concurrency` connections says only how many threads ran)."""
     runnable = [q for q in query_set if not q.error] or [Query("select1", "SELECT 1")]
     lock = threading.Lock()
-    state = {"next": 0, "in_use": 0, "max_in_use": 0}
+    state = {"next": 0, "in_use": 0, "max_in_use": 0, "area": 0.0, "since": None}
+
+    def changed(delta):  # with the lock held: integrate in_use over time, then change it
+        now = time.perf_counter()
+        if state["since"] is not None:
+            state["area"] += state["in_use"] * (now - state["since"])
+        state["since"] = now
+        state["in_use"] += delta
     waits, errors = [], []
     started = time.perf_counter()
     pool = ConnectionPool(tgt.conninfo, min_size=pool_size, max_size=pool_size, open=False,
@@ -318,7 +327,7 @@ def _pool_utilization(report, tgt, query_set, concurrency, pool_size, requests, 
                 with pool.connection() as conn:
                     with lock:
                         waits.append((time.perf_counter() - t0) * 1000)
-                        state["in_use"] += 1
+                        changed(+1)
                         state["max_in_use"] = max(state["max_in_use"], state["in_use"])
                     try:
                         cur = conn.execute(query.sql, query.params or None)
@@ -326,13 +335,14 @@ def _pool_utilization(report, tgt, query_set, concurrency, pool_size, requests, 
                             cur.fetchall()
                     finally:
                         with lock:
-                            state["in_use"] -= 1
+                            changed(-1)
             except (psycopg.Error, PoolTimeout) as exc:
                 with lock:
                     errors.append(tgt.scrub(" ".join(str(exc).split()))[:200])
 
     try:
         pool.open(wait=True, timeout=30)
+        load_started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency) as executor:
             for future in [executor.submit(worker) for _ in range(concurrency)]:
                 future.result()
@@ -341,21 +351,25 @@ def _pool_utilization(report, tgt, query_set, concurrency, pool_size, requests, 
     finally:
         pool.close()
     elapsed = time.perf_counter() - started
-    utilization = round(state["max_in_use"] / pool_size * 100, 1) if pool_size else None
+    window = (state["since"] - load_started) if state["since"] is not None else 0.0
+    utilization = (round(state["area"] / (window * pool_size) * 100, 1)
+                   if pool_size and window > 0 else None)
     wait = summarize_ms(waits)
     report.figures.update({
         "pool_size": pool_size, "pool_concurrency": concurrency,
         "pool_max_in_use": state["max_in_use"], "pool_utilization_pct": utilization,
+        "pool_peak_pct": round(state["max_in_use"] / pool_size * 100, 1) if pool_size else None,
         "pool_wait_p95_ms": wait["p95_ms"], "pool_requests": len(waits),
         "pool_errors": len(errors),
         "pool_qps": round(len(waits) / elapsed, 1) if elapsed else None,
     })
     ok = not errors and utilization is not None and utilization <= threshold
     report.add("pool_utilization", ok, utilization, f"<= {threshold}% of {pool_size}",
-               f"{concurrency} threads, peak {state['max_in_use']} connections in use, "
+               f"{concurrency} threads, mean {round(state['area'] / window, 2) if window else 0} "
+               f"and peak {state['max_in_use']} connections in use, "
                f"{len(waits)} queries" + (f"; {len(errors)} errors: {errors[0]}" if errors else ""))
     if not ok:
-        report.problem(f"pool utilization {utilization}% (peak {state['max_in_use']} of "
+        report.problem(f"pool utilization {utilization}% (mean in use; peak {state['max_in_use']} of "
                        f"{pool_size}) exceeds {threshold}%" if not errors else
                        f"pool queries failed: {errors[0]}", "pool_utilization")
 

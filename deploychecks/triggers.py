@@ -1,6 +1,6 @@
 """The Rollback Plan's triggers, evaluated from evidence once the Deployment phase opens.
 
-    data-corruption            the latest validate run found missing or mismatched rows
+    data-corruption            the latest validate run found missing, mismatched or rejected rows
     performance-degradation    the latest check-performance run is slower than the baseline by
                                more than the runbook's degradation_pct (performance.compare)
     security                   the latest check-http run failed a TLS, certificate or header
@@ -55,13 +55,16 @@ def _data_corruption(runbook, cs):
         return None
     figures = {**{k: v for k, v in found.report.items() if not isinstance(v, (dict, list))},
                **found.figures}
-    counts = {k: figures.get(k) for k in ("mismatches", "missing_rows", "rows_checked")}
+    counts = {k: figures.get(k) for k in ("mismatches", "missing_rows", "rejected",
+                                          "rows_checked")}
     if counts["mismatches"] is None and counts["missing_rows"] is None:
         return None
-    bad = (counts["mismatches"] or 0) + (counts["missing_rows"] or 0)
+    # Rejected rows never reached the target: they count as lost, like missing ones.
+    bad = (counts["mismatches"] or 0) + (counts["missing_rows"] or 0) + (counts["rejected"] or 0)
     return (bad > 0, counts, found.cite(),
             f"validate run #{found.run.pk}: {counts['mismatches'] or 0} mismatched, "
-            f"{counts['missing_rows'] or 0} missing of {counts['rows_checked']} rows checked")
+            f"{counts['missing_rows'] or 0} missing, {counts['rejected'] or 0} rejected of "
+            f"{counts['rows_checked']} rows checked")
 
 
 def _performance(runbook, cs):

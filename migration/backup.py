@@ -216,22 +216,39 @@ def restore_test(manifest_path: Path, scratch: Path) -> dict:
         restored = restore_files(manifest_path, {f["name"]: scratch / f["backup"] for f in manifest["files"]})
     except (InputError, OSError) as exc:
         return {**result, "ok": False, "problems": [str(exc)]}
+    result["problems"] += reopen_restored(manifest, restored)
+    result["checked_files"] = len(restored)
+    result["ok"] = not result["problems"]
+    return result
+
+
+def reopen_restored(manifest: dict, restored: list) -> list:
+    """Open each restored file as SQLite, run integrity_check and compare every table's row
+    count with the manifest: a checksum proves the bytes were copied, this proves they are the
+    database that was backed up. Returns the problems found."""
+    problems = []
     by_name = {f["name"]: f for f in manifest["files"]}
     for r in restored:
         try:
             con = open_source(Path(r["path"]))
             try:
+                integrity = [row[0] for row in con.execute("PRAGMA integrity_check").fetchall()]
                 counts = table_counts(con)
             finally:
                 con.close()
-        except SourceError as exc:
-            result["problems"].append(str(exc))
+        except (SourceError, sqlite3.Error) as exc:
+            problems.append(f"{r['name']}: the restored file does not open as SQLite: {exc}")
             continue
-        result["checked_files"] += 1
-        if counts != by_name[r["name"]]["row_counts"]:
-            result["problems"].append(f"{r['name']}: row counts after restore differ from the manifest")
-    result["ok"] = not result["problems"]
-    return result
+        if integrity != ["ok"]:
+            problems.append(f"{r['name']}: integrity_check of the restored file: "
+                            f"{'; '.join(integrity[:3])}")
+        expected = by_name[r["name"]].get("row_counts")
+        if counts != expected:
+            differ = sorted(t for t in set(counts) | set(expected or {})
+                            if counts.get(t) != (expected or {}).get(t))
+            problems.append(f"{r['name']}: row counts after restore differ from the manifest "
+                            f"({', '.join(differ[:5])})")
+    return problems
 
 
 def restore_step(manifest_path: Optional[Path], dest_dir: Path, workdir: Optional[Path] = None, progress=None) -> RestoreReport:
@@ -248,6 +265,8 @@ def restore_step(manifest_path: Optional[Path], dest_dir: Path, workdir: Optiona
     report.files = restore_files(manifest_path, {f["name"]: Path(dest_dir) / f["backup"] for f in manifest["files"]})
     for f in report.files:
         rep.table_done(f["name"], f"restored {f['path']}")
+    for problem in reopen_restored(manifest, report.files):
+        report.problem(problem)
     rep.finish()
     report.finish()
     if workdir is not None:

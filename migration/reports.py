@@ -165,6 +165,7 @@ class SchemaReport(Report):
     verified_against_target: bool = False
     applied: bool = False
     verification: dict = field(default_factory=dict)
+    uuid_extension: bool = False  # present in the target's pg_extension after the apply
 
     def details(self) -> list[str]:
         lines = [f"schema: {self.schema_sql} (sha256 {self.schema_sha256})", f"policy: {self.policy}"]

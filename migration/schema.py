@@ -19,7 +19,7 @@ import psycopg
 from . import ddl, fastpath
 from .catalog import qi, read_catalog, resolve_fk_targets
 from .ddl_names import fit_name, quote_ident
-from .plan import Plan, build_plan
+from .plan import UUID_EXTENSION, Plan, build_plan
 from .profile import TableProfile, json_available, profile_table
 from .progress import Reporter
 from .reports import SchemaReport, utc_now, write_report
@@ -460,6 +460,8 @@ def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: 
                 report.problem(f"could not apply {f}")
             report.applied = True
             report.verification = verify(conn, statements, plan)
+            present = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+            report.uuid_extension = UUID_EXTENSION in present
             for m in report.verification["missing"]:
                 report.problem(f"missing after apply: {m}")
         except psycopg.Error as exc:

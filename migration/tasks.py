@@ -69,6 +69,7 @@ def _figures(report):
                 "broken_references": sum(fk.get("new_count", 0) for fk in report.foreign_keys)}
     if report.step == "schema":
         return {"schema_sha256": report.schema_sha256, "tables": len(report.tables),
+                "uuid_extension": report.uuid_extension,
                 "applied": report.applied}
     if report.step == "backup":
         return {"files": len(report.files),
@@ -96,13 +97,42 @@ def restore_test_job(ctx):
                  workdir=_workdir(ctx))
 
 
+# What each assess item claims, judged on its own from the report (as the success criteria are):
+# a source with broken references fails the run but still has its volume estimated.
+ASSESS_ITEMS = {
+    "`assess_databases.py` executed and report reviewed":
+        lambda r: bool(r.get("sources")),
+    "Table conflicts identified and resolved":
+        lambda r: bool(r.get("sources")) and all(c.get("resolved") for c in r.get("conflicts", [])),
+    "Data volume and migration time estimated":
+        lambda r: (r.get("estimate") or {}).get("rows") is not None
+        and (r.get("estimate") or {}).get("seconds") is not None,
+    "Storage requirements calculated":
+        lambda r: bool((r.get("estimate") or {}).get("postgres_bytes")),
+}
+
+
 def assess_job(ctx):
-    return _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx), cancellable=True)
+    result = _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx),
+                   cancellable=True)
+    report = result.report or {}
+    result.item_outcomes = {text: bool(judge(report)) for text, judge in ASSESS_ITEMS.items()}
+    return result
+
+
+def schema_outcomes(ok, report):
+    """The schema job's items: the constraints and indexes verified when the step passed; the
+    UUID extension only when the target's pg_extension really holds it after the apply."""
+    return {"All constraints and indexes verified": bool(ok),
+            "UUID extension enabled in PostgreSQL": bool(ok) and bool(
+                (report or {}).get("uuid_extension"))}
 
 
 def schema_job(ctx):
-    return _call(ctx, steps.schema, sources=ctx.sources(), target_url=ctx.target_url(),
-                 workdir=_workdir(ctx), apply=True, cancellable=True)
+    result = _call(ctx, steps.schema, sources=ctx.sources(), target_url=ctx.target_url(),
+                   workdir=_workdir(ctx), apply=True, cancellable=True)
+    result.item_outcomes = schema_outcomes(result.ok, result.report)
+    return result
 
 
 def _approved_run(ctx, dry_run):

@@ -571,6 +571,10 @@ def _run_checks(report: ValidateReport, rep: Reporter, url: str, workers: int, b
             report.problem(f"{key}: {expected} source rows (rejected rows left out) but {e['target_rows']} in the target")
         if e["differences"]:
             report.problem(f"{key}: {e['differences']} rows differ (see differences)")
+        if e["rejected"]:
+            # Left out of the comparison, but not in the target either: loss until loaded.
+            report.problem(f"{key}: {e['rejected']} rows were rejected by the run and are not "
+                           f"in the target (see the rejects file)")
         rep.table_done(key)
     report.totals = {"source_rows": sum(e["source_rows"] for e in per_table.values()),
                      "target_rows": sum(e["target_rows"] for e in per_table.values()),

@@ -34,6 +34,9 @@ def application(environ, start_response):
         content_type, body = "text/plain", b"ok"
     elif path in ("/healthz-broken", "/error"):
         status, content_type, body = "500 Internal Server Error", "text/plain", b"broken"
+    elif path == "/moved":
+        start_response("302 Found", [("Location", "/"), ("Content-Length", "0")])
+        return [b""]
     elif path == "/api/items":
         content_type, body = "application/json", json.dumps({"items": [1, 2, 3]}).encode()
     elif path == "/api/slow":

@@ -156,3 +156,23 @@ def test_missing_file_is_unusable_input(tmp_path):
 
 def test_report_is_json_serialisable():
     assert json.loads(json.dumps(app_spec.run(REPO_SPEC).to_dict()))["ok"] is True
+
+
+def test_a_spec_without_scaling_fails_scaling(tmp_path):
+    def edit(spec):
+        for component in spec["services"] + spec["workers"]:
+            component.pop("instance_count", None)
+            component.pop("autoscaling", None)
+    report = app_spec.run(spoil(tmp_path, edit))
+    assert [c.name for c in report.criteria if not c.ok] == ["scaling"]
+    assert {"services[0]", "workers[0]"} <= {p.path for p in report.problems
+                                            if p.criterion == "scaling"}
+
+
+def test_a_spec_without_services_fails_health_checks(tmp_path):
+    def edit(spec):
+        spec.pop("services")
+    report = app_spec.run(spoil(tmp_path, edit))
+    failed = {c.name for c in report.criteria if not c.ok}
+    assert "health_checks" in failed
+    assert any("no service" in p.message for p in report.problems if p.criterion == "health_checks")

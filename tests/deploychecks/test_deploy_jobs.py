@@ -280,7 +280,8 @@ def test_validation_mismatch_fires_data_corruption_and_fails_zero_data_loss(runb
     bad = fake_validate(runbook, users["member"], ok=False, mismatches=3, missing_rows=2,
                         rows_checked=5000)
     firing = TriggerFiring.objects.get(trigger="data-corruption")
-    assert firing.figures == {"mismatches": 3, "missing_rows": 2, "rows_checked": 5000}
+    assert firing.figures == {"mismatches": 3, "missing_rows": 2, "rejected": None,
+                              "rows_checked": 5000}
     assert firing.evidence["run_id"] == bad.pk and len(firing.evidence["sha256"]) == 64
     zero = next(r for r in criteria.evaluate(runbook) if r.key == "zero_data_loss")
     assert zero.ok is False and zero.evidence["run_id"] == bad.pk
@@ -293,12 +294,31 @@ def test_validation_mismatch_fires_data_corruption_and_fails_zero_data_loss(runb
     assert zero.ok is True and zero.evidence["run_id"] == good.pk
 
 
+def test_rejected_rows_are_loss_for_the_criterion_and_the_trigger(runbook, users):
+    open_deployment(runbook, users)
+    lossy = fake_validate(runbook, users["member"], ok=True, mismatches=0, missing_rows=0,
+                          rejected=1, rows_checked=12)
+    zero = next(r for r in criteria.evaluate(runbook) if r.key == "zero_data_loss")
+    assert zero.ok is False and zero.figure["rejected"] == 1
+    firing = TriggerFiring.objects.get(trigger="data-corruption")
+    assert firing.figures["rejected"] == 1 and "1 rejected" in firing.summary
+    assert firing.evidence["run_id"] == lossy.pk
+
+    fake_validate(runbook, users["member"], ok=True, mismatches=0, missing_rows=0, rejected=0,
+                  rows_checked=12)
+    zero = next(r for r in criteria.evaluate(runbook) if r.key == "zero_data_loss")
+    assert zero.ok is True
+    firing.refresh_from_db()
+    assert firing.cleared_at is not None
+
+
 def test_http_findings_fire_security_and_error_rate_triggers(runbook, users, site):
     open_deployment(runbook, users)
     configure(runbook, users["lead"], deployed_url=site.url + "bare/", ca_file=str(site.ca_file),
               http_paths=["/error", "/"])
     run = run_here(users["member"], runbook, "check-http",
-                   {"requests": 20, "concurrency": 4, "time_cap": 20})
+                   {"requests": 20, "concurrency": 4, "time_cap": 20,
+                    "http_url": site.http_url})
     assert run.state == "failed"
     security = TriggerFiring.objects.get(trigger="security")
     assert {f["name"] for f in security.figures["failed"]} == {"hsts", "x_content_type_options"}

@@ -29,19 +29,19 @@ def test_healthy_site_passes(site):
 
 
 def test_missing_headers_fail_by_name(site):
-    report = http.run(site.url + "bare/", ca_file=str(site.ca_file), **LOAD)
+    report = http.run(site.url + "bare/", ca_file=str(site.ca_file), http_url=site.http_url, **LOAD)
     failed = {c.name for c in report.criteria if not c.ok}
     assert failed == {"hsts", "x_content_type_options"}
     assert criterion(report, "hsts").measured == "missing"
 
 
 def test_short_hsts_fails(site):
-    report = http.run(site.url, ca_file=str(site.ca_file), min_hsts_seconds=63072000, **LOAD)
+    report = http.run(site.url, ca_file=str(site.ca_file), min_hsts_seconds=63072000, http_url=site.http_url, **LOAD)
     assert [c.name for c in report.criteria if not c.ok] == ["hsts"]
 
 
 def test_expired_certificate_fails_and_says_when(site):
-    report = http.run(site.expired_url, ca_file=str(site.ca_file), **LOAD)
+    report = http.run(site.expired_url, ca_file=str(site.ca_file), http_url=site.http_url, **LOAD)
     tls = criterion(report, "tls_certificate")
     assert not tls.ok and "expired" in tls.measured
     expiry = criterion(report, "certificate_expiry")
@@ -51,14 +51,14 @@ def test_expired_certificate_fails_and_says_when(site):
 
 
 def test_certificate_not_trusted_by_the_system_store_fails(site):
-    report = http.run(site.url, **LOAD)  # no CA file: the test CA is in no system store
+    report = http.run(site.url, http_url=site.http_url, **LOAD)  # no CA file: the test CA is in no system store
     tls = criterion(report, "tls_certificate")
     assert not tls.ok and "certificate verify failed" in tls.measured
     assert report.figures["cert_verified"] is False
 
 
 def test_broken_health_endpoint_fails(site):
-    report = http.run(site.url, ca_file=str(site.ca_file), health_path="/healthz-broken", **LOAD)
+    report = http.run(site.url, ca_file=str(site.ca_file), health_path="/healthz-broken", http_url=site.http_url, **LOAD)
     health = criterion(report, "health")
     assert not health.ok and health.measured.startswith("500")
     assert report.figures["health_status"] == 500
@@ -98,7 +98,7 @@ def test_nothing_listening_fails_health_and_certificate():
 
 def test_credentials_in_urls_never_reach_the_report(site):
     url = site.url.replace("https://", "https://ops:Http-Secret-9981@")
-    report = http.run(url, ca_file=str(site.ca_file), **LOAD)
+    report = http.run(url, ca_file=str(site.ca_file), http_url=site.http_url, **LOAD)
     assert report.target.startswith("https://ops:***@")
     assert_no_secret(report, "Http-Secret-9981")
 
@@ -112,3 +112,22 @@ def test_unusable_url_is_unusable_input(url):
 def test_missing_ca_file_is_unusable_input(site, tmp_path):
     with pytest.raises(CheckInputError, match="CA file not found"):
         http.run(site.url, ca_file=str(tmp_path / "nope.pem"))
+
+
+def test_a_redirect_under_load_is_a_failure_not_a_success(site):
+    report = http.run(site.url, ca_file=str(site.ca_file), http_url=site.http_url,
+                      paths=["/", "/moved"], **LOAD)
+    moved = report.figures["paths"]["/moved"]
+    assert moved["errors"] == moved["requests"] == 20
+    assert "HTTP 302 (redirect)" in moved["last_error"]
+    assert not criterion(report, "error_rate").ok
+    assert report.figures["paths"]["/"]["errors"] == 0
+
+
+def test_the_https_redirect_is_never_skipped(site):
+    # The test site listens on a non-default port: its http:// address cannot be guessed.
+    report = http.run(site.url, ca_file=str(site.ca_file), **LOAD)
+    redirect = criterion(report, "https_redirect")
+    assert not redirect.ok and redirect.measured == "not checked"
+    assert not report.ok
+    assert report.figures["redirect_checked"] is False

@@ -136,7 +136,18 @@ def test_pool_saturation_fails_utilization(blank):
     utilization = criterion(report, "pool_utilization")
     assert not utilization.ok
     assert report.figures["pool_max_in_use"] == 4
-    assert report.figures["pool_utilization_pct"] == 100.0
+    # Measured: eight threads keep all four connections busy nearly all the time.
+    assert report.figures["pool_utilization_pct"] >= 80.0
+
+
+def test_a_light_configured_load_passes_utilization(blank):
+    report = performance.run(blank, default_queries=False, queries=["SELECT pg_sleep(0.02)"],
+                             iterations=2, concurrency=2, pool_size=20, pool_requests=20)
+    utilization = criterion(report, "pool_utilization")
+    assert utilization.ok, utilization.to_dict()
+    # Two threads can hold at most two of twenty connections: 10% at the very most.
+    assert 0 < report.figures["pool_utilization_pct"] <= 10.0
+    assert report.figures["pool_peak_pct"] <= 10.0
 
 
 def test_the_check_never_writes(blank):

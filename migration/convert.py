@@ -19,6 +19,8 @@ import struct
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Optional
 
+from . import decisions
+
 
 class Reject(ValueError):
     """A value that cannot be stored in its target column; the message says why."""
@@ -146,7 +148,9 @@ def to_text(typ: str, value: Any, params: dict) -> str:
     else:
         text = _text(typ, value)
     if "\x00" in text:
-        raise Reject(f"NUL character in {'blob' if typ == 'blob' else 'text'} {preview(text)}")
+        if params.get("nul") != "strip":  # a reviewed decision (see decisions) may remove them
+            raise Reject(f"NUL character in {'blob' if typ == 'blob' else 'text'} {preview(text)}")
+        text = text.replace("\x00", "")
     length = params.get("length")
     if length is not None and len(text) > length:
         raise Reject(f"text of {len(text)} characters is longer than the column's {length}")
@@ -239,10 +243,41 @@ def format_timestamp(value: dt.datetime, us6: bool = False) -> str:
     return text
 
 
-def to_temporal(kind: str, typ: str, value: Any, us6: bool = False) -> str:
-    """Canonical text (PostgreSQL's output form) of a date/time value, or `Reject`."""
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def epoch_datetime(value: Any, unit: str) -> dt.datetime:
+    """A Unix time number in `unit` as a naive UTC datetime (exact for integers)."""
+    factor = decisions.EPOCH_FACTORS[unit]
+    if isinstance(value, int):
+        us = value * (1_000_000 // factor)
+    else:
+        if not math.isfinite(value):
+            raise Reject(f"{value!r} is not a point in time")
+        # PostgreSQL rounds a fraction to the microsecond, half to even; the decimal digits of
+        # the stored double are what the application wrote
+        us = int((Decimal(repr(value)) * (1_000_000 // factor)).to_integral_value())
+    try:
+        return _EPOCH + dt.timedelta(microseconds=us)
+    except OverflowError:
+        raise Reject(f"{value!r} as epoch {decisions.EPOCH_WORDS[unit]} is out of range") from None
+
+
+def to_temporal(kind: str, typ: str, value: Any, us6: bool = False, epoch: Optional[str] = None) -> str:
+    """Canonical text (PostgreSQL's output form) of a date/time value, or `Reject`.
+
+    Numbers are Unix time only under a reviewed ``epoch`` decision (see `decisions`)."""
     if typ in ("integer", "real"):
-        raise Reject(f"number {value!r} in a {kind} column (epoch values are not guessed)")
+        unit = decisions.epoch_unit(value, epoch) if epoch and kind in ("timestamp", "timestamptz") else None
+        if unit is None:
+            if epoch:
+                raise Reject(f"number {value!r} in a {kind} column is in no epoch range "
+                             f"(seconds, milliseconds or microseconds from 1971 to 2100)")
+            raise Reject(f"number {value!r} in a {kind} column (epoch values are not guessed)")
+        moment = epoch_datetime(value, unit)
+        if moment.year < 1 or moment.year > 9999:
+            raise Reject(f"{value!r} as epoch {decisions.EPOCH_WORDS[unit]}: year out of range")
+        return format_timestamp(moment, us6) + ("+00" if kind == "timestamptz" else "")
     if typ == "blob":
         raise Reject(f"blob {preview(value)} in a {kind} column")
     text = _text(typ, value)
@@ -422,7 +457,7 @@ def copy_field(kind: str, params: dict, typ: str, value: Any) -> str:
     if kind == "bool":
         return "t" if to_bool(typ, value, params) else "f"
     if kind in ("timestamp", "timestamptz", "date", "time"):
-        return to_temporal(kind, typ, value)
+        return to_temporal(kind, typ, value, epoch=params.get("epoch"))
     if kind == "uuid":
         return to_uuid(typ, value)
     if kind in ("jsonb", "json"):
@@ -451,7 +486,7 @@ def canonical_field(kind: str, params: dict, typ: str, value: Any) -> str:
     if kind == "bool":
         return "true" if to_bool(typ, value, params) else "false"
     if kind in ("timestamp", "timestamptz", "date", "time"):
-        return to_temporal(kind, typ, value, bool(params.get("us6")))
+        return to_temporal(kind, typ, value, bool(params.get("us6")), params.get("epoch"))
     if kind == "uuid":
         return to_uuid(typ, value)
     if kind == "json":

@@ -134,6 +134,10 @@ def render_schema(plan: Plan) -> str:
     out += ["--", "-- Load order: tables are created first; keys and indexes after each table's data;",
             "-- foreign keys and views after all data. Keep the '-- @pgmigrate' line above any statement you edit.",
             "-- Types are SQLite's declared types translated; a trailing comment explains every other choice."]
+    if any(c.decisions for tp in plan.tables for c in tp.columns):
+        out += ["-- Decisions: a '-- decision name=choice' comment beside a column says how values PostgreSQL",
+                "-- cannot take as they are (epoch numbers, NUL characters) are converted; approving this file",
+                "-- approves them. Edit the choice to override one (docs/running-a-migration.md lists them)."]
     if not plan.verified_against_target:
         out.append("-- NOTE: not yet tried against a PostgreSQL server (run the schema step with --target).")
     notes = [(tp, n) for tp in plan.tables for n in tp.notes]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
-from . import convert
+from . import convert, decisions
 from .catalog import qi
 from .ddl_names import quote_ident
 
@@ -94,8 +94,12 @@ def copy_guard(col: ColumnSpec, census: bool = False) -> Optional[str]:
     elif k == "timestamp":
         cond = (f"{t}='text' AND ((length({c})=19 AND {c} GLOB '{TS19}') OR (length({c})=10 AND {c} GLOB '{DATE10}')"
                 f" OR (length({c}) BETWEEN 21 AND 26 AND {c} GLOB '{TS19}.{D}*' AND NOT substr({c}, 21) GLOB '*[^0-9]*'))")
+        if col.params.get("epoch"):
+            cond = f"({cond}) OR {_epoch_in_range(c, col.params['epoch'])}"
     elif k == "timestamptz":
         cond = f"{t}='text' AND {c} GLOB '{DATE10}[ T]{D}{D}:{D}{D}*' AND NOT {c} GLOB '*[^0-9:. TZz+-]*'"
+        if col.params.get("epoch"):
+            cond = f"({cond}) OR {_epoch_in_range(c, col.params['epoch'])}"
     elif k == "date":
         cond = f"{t}='text' AND length({c})=10 AND {c} GLOB '{DATE10}'"
     elif k == "time":
@@ -107,6 +111,36 @@ def copy_guard(col: ColumnSpec, census: bool = False) -> Optional[str]:
     else:
         cond = "0"
     return f"({null_ok}({cond}))"
+
+
+def _epoch_units(choice: str) -> list:
+    return [choice] if choice in decisions.EPOCH_FACTORS else list(decisions.EPOCH_FACTORS)
+
+
+def _epoch_in_range(c: str, choice: str) -> str:
+    """SQL true for an integer SQLite can print as a timestamp under an epoch decision: inside
+    the unit's range (every other number goes through `convert`, which has the last word)."""
+    ranges = " OR ".join(f"{c} BETWEEN {decisions.WINDOWS[u][0]} AND {decisions.WINDOWS[u][1]}"
+                         for u in _epoch_units(choice))
+    return f"(typeof({c})='integer' AND ({ranges}))"
+
+
+def _epoch_text(c: str, choice: str, tz: bool) -> str:
+    """SQL printing an in-range epoch integer as PostgreSQL prints the timestamp (UTC)."""
+    cases = []
+    for unit in _epoch_units(choice):
+        f = decisions.EPOCH_FACTORS[unit]
+        if f == 1:
+            text = f"strftime('%Y-%m-%d %H:%M:%S', {c}, 'unixepoch')"
+        else:
+            digits = len(str(f)) - 1
+            text = (f"strftime('%Y-%m-%d %H:%M:%S', {c} / {f}, 'unixepoch') || "
+                    f"rtrim(rtrim(printf('.%0{digits}d', {c} % {f}), '0'), '.')")
+        lo, hi = decisions.WINDOWS[unit]
+        cases.append((f"{c} BETWEEN {lo} AND {hi}", text + (" || '+00'" if tz else "")))
+    if len(cases) == 1:
+        return cases[0][1]
+    return "CASE " + " ".join(f"WHEN {w} THEN {t}" for w, t in cases) + " END"
 
 
 def needs_escape(c: str) -> str:
@@ -162,6 +196,10 @@ def copy_piece(col: ColumnSpec):
         return f"CASE {c} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
     if k == "bytea":
         return ("\\\\x%s", [f"hex({c})"]) if bare else null_or(f"'\\\\x' || hex({c})")
+    if k in ("timestamp", "timestamptz") and col.params.get("epoch"):
+        # the guard let through only text and in-range integers
+        return null_or(f"CASE WHEN typeof({c})='integer' THEN {_epoch_text(c, col.params['epoch'], k == 'timestamptz')} "
+                       f"ELSE {c} END")
     return c if bare else f"ifnull({c}, '\\N')"
 
 
@@ -231,11 +269,19 @@ def sqlite_canonical(col: ColumnSpec):
         scale = col.params.get("scale", 0)
         suffix = f" || '.{'0' * scale}'" if scale else ""
         return f"CASE {t} WHEN 'integer' THEN {c}{suffix} WHEN 'null' THEN '\\N' ELSE {fallback} END"
+    if k == "text" and col.params.get("nul"):
+        # SQLite's text functions stop at a NUL: those values go to convert, which strips them
+        return (f"CASE WHEN {c} IS NULL THEN '{convert.TEXT_NULL}' WHEN {t}='text' AND instr({c}, char(0)) > 0 "
+                f"THEN {fallback} ELSE printf('%d:%s', length({c}), {c}) END")
     if k in ("text", "json"):
         # length-prefixed, -1 for NULL: unambiguous whatever the text holds (see convert.TEXT_NULL)
         return ("%d:%s", [f"length({c})" if col.bare else f"ifnull(length({c}), -1)", c])
     if k == "bool":
         return f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {c} = 1 THEN 'true' WHEN {c} = 0 THEN 'false' ELSE {fallback} END"
+    if k in ("timestamp", "timestamptz") and col.params.get("epoch"):
+        epoch = _epoch_text(c, col.params["epoch"], k == "timestamptz")
+        return (f"CASE WHEN {c} IS NULL THEN '\\N' WHEN {_epoch_in_range(c, col.params['epoch'])} THEN {epoch} "
+                f"ELSE {fallback} END")
     if k == "timestamp" and col.proven and (col.ts19 or col.ts26):
         return c if col.bare else f"ifnull({c}, '\\N')"  # already in the form pg_canonical prints
     if k == "timestamp" and col.proven:

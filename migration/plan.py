@@ -40,6 +40,7 @@ class ColumnPlan:
     identity: bool = False
     reason: str = ""
     fast: dict = field(default_factory=dict)  # census results: guard, plain, float17 (see schema.census)
+    decisions: dict = field(default_factory=dict)  # proposed (see decisions); the file's are the ones that count
 
 
 @dataclass
@@ -264,12 +265,12 @@ def _plan_table(cat: SourceCatalog, t: Table, schema: str, names: NameSpace, pro
         target = col_names.claim(col.name)
         plan_col = ColumnPlan(source=col.name, target=target, declared=col.declared_type, pg_type=ctype.pg_type,
                               kind=ctype.kind, params=dict(ctype.params), notnull=col.notnull or col.pk > 0,
-                              reason=ctype.reason)
+                              reason=ctype.reason, decisions=dict(ctype.decisions))
         if target != col.name:
             plan_col.reason = (plan_col.reason + "; " if plan_col.reason else "") + f"renamed from {col.name!r} (too long)"
-        if cp is not None and cp.with_nul:
-            tp.notes.append(f"column {col.name}: {cp.with_nul} values hold NUL characters, which PostgreSQL text "
-                            f"cannot store; those rows will be rejected")
+        if cp is not None and cp.with_nul and "nul" not in plan_col.decisions:
+            tp.notes.append(f"column {col.name}: {cp.with_nul} values hold NUL characters, which PostgreSQL "
+                            f"{plan_col.pg_type} cannot store; those rows will be rejected")
         if col.collation and col.collation.upper() != "BINARY":
             tp.notes.append(f"column {col.name}: COLLATE {col.collation} has no direct equivalent; PostgreSQL "
                             f"compares it case-sensitively (consider citext or lower() indexes)")
@@ -359,7 +360,7 @@ def _decide_uuids(cat: SourceCatalog, plans: dict, profiles: dict, uuid_unique_o
             prof = profiles.get((cat.name, t.name))
             cprof = prof.columns.get(c.name) if prof else None
             declared = c.declared_type or "untyped"
-            cp_plan.pg_type, cp_plan.kind, cp_plan.params = "uuid", "uuid", {}
+            cp_plan.pg_type, cp_plan.kind, cp_plan.params, cp_plan.decisions = "uuid", "uuid", {}, {}
             if cprof is not None and cprof.non_null:
                 both = " (spelled with and without hyphens; stored normalised)" if cprof.uuid_spellings > 1 else ""
                 cp_plan.reason = f"declared {declared}; every value is a UUID{both}: uuid"

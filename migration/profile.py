@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from .catalog import Table, qi
+from .decisions import WINDOWS
 
 D = "[0-9]"
 DATE_GLOB = f"{D}{D}{D}{D}-{D}{D}-{D}{D}"
@@ -52,6 +53,14 @@ class ColumnProfile:
     boolish: int = 0
     min_int: Optional[int] = None
     max_int: Optional[int] = None
+    # numbers in a date/time-declared column inside each unit's epoch range (decisions.WINDOWS)
+    epoch_s: int = 0
+    epoch_ms: int = 0
+    epoch_us: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return self.epoch_s + self.epoch_ms + self.epoch_us
 
     @property
     def non_null(self) -> int:
@@ -105,6 +114,9 @@ def _second_pass(col, cp: ColumnProfile, has_json: bool) -> list[tuple[str, str]
     aggs = []
     if cp.reals and col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
         aggs.append(("integral_reals", f"sum({t}='real' AND {c}=CAST({c} AS INTEGER))"))
+    if (cp.ints or cp.reals) and is_datetime_type(declared):
+        for unit, (lo, hi) in WINDOWS.items():
+            aggs.append((f"epoch_{unit}", f"sum({t} IN ('integer','real') AND {c} BETWEEN {lo} AND {hi})"))
     if not cp.texts:
         if "BOOL" in declared:
             aggs.append(("boolish", f"sum({c} IN (0, 1))"))
@@ -188,8 +200,10 @@ def misfits(col, cp: ColumnProfile) -> tuple[int, str]:
         iso = cp.iso_timestamps + cp.iso_dates
         if "TIME" in declared and "DATE" not in declared and "STAMP" not in declared:
             iso = cp.times
+        else:
+            iso += cp.epochs  # converted under a reviewed decision (see decisions)
         bad = cp.non_null - iso
-        return bad, "values that are not ISO 8601 dates/times (numbers or other text)"
+        return bad, "values that are neither ISO 8601 dates/times nor epoch numbers"
     aff = col.affinity
     if aff == "INTEGER":
         return cp.texts + cp.blobs + (cp.reals - cp.integral_reals), "text, blob or fractional values in an integer column"

@@ -186,9 +186,13 @@ class RunReport(Report):
     totals: dict = field(default_factory=dict)
     rejects_file: str = ""
     verification: dict = field(default_factory=dict)
+    # values converted under the reviewed decisions of unified_schema.sql (epoch, NUL)
+    converted: list[dict] = field(default_factory=list)
 
     def details(self) -> list[str]:
         lines = []
+        for c in self.converted:
+            lines.append(f"  converted as decided: {c['table']}.{c['column']} {c['decision']}: {c['values']} values")
         for t in self.tables:
             lines.append(f"  {t['source']}.{t['table']} -> {t['target']}: read {t['read']}, loaded {t['loaded']}, "
                          f"rejected {t['rejected']}")
@@ -207,9 +211,13 @@ class ValidateReport(Report):
     sample_queries: list[dict] = field(default_factory=list)
     differences: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    # values compared after the conversion a reviewed decision made (not differences)
+    converted: list[dict] = field(default_factory=list)
 
     def details(self) -> list[str]:
-        lines = [f"  {t['target']}: source {t['source_rows']} (minus {t['rejected']} rejected), target "
+        lines = [f"  converted as decided: {c['table']}.{c['column']} {c['decision']}: {c['values']} values"
+                 for c in self.converted]
+        lines += [f"  {t['target']}: source {t['source_rows']} (minus {t['rejected']} rejected), target "
                  f"{t['target_rows']}, checksum {'match' if t['match'] else 'MISMATCH'}" for t in self.tables]
         bad = [q for q in self.sample_queries if q["equal"] is False]
         lines.append(f"sample queries: {len(self.sample_queries) - len(bad)}/{len(self.sample_queries)} equal")

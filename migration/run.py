@@ -20,7 +20,7 @@ from typing import Optional
 
 import psycopg
 
-from . import ddl, fastpath
+from . import ddl, decisions, fastpath
 from .catalog import qi
 from .ddl_names import fit_name, quote_ident
 from .errors import Cancelled, InputError, TargetError
@@ -42,14 +42,17 @@ MAX_CHUNK_ROWS = 150_000
 
 
 def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = False,
-                 census_holds: bool = True) -> list:
+                 census_holds: bool = True, file_decisions: Optional[dict] = None) -> list:
     """The loaded columns of a table, with conversion kinds taken from the target's real types.
 
     Generated columns are computed by PostgreSQL; they are compared (include_generated) but
     not loaded. Without `census_holds` (the source was written since the schema step's census)
     no column is taken as proven: every row passes its guard or goes through `convert`, so a row
-    the census did not foresee is loaded or becomes an accounted reject.
+    the census did not foresee is loaded or becomes an accounted reject. `file_decisions` are
+    the decisions unified_schema.sql holds for the whole plan (`decisions.from_statements`):
+    they, not the plan's proposals, say how epoch numbers and NUL characters convert.
     """
+    file_decisions = file_decisions or {}
     specs = []
     for col in target_columns(conn, schema, tp.target):
         if col["generated"] and not include_generated:
@@ -60,11 +63,15 @@ def column_specs(conn, schema: str, tp: TablePlan, include_generated: bool = Fal
                              f"{tp.source}.{tp.table}; was unified_schema.sql edited to add it?")
         kind, params = kind_for_pg_type(col["type"])
         always_int = cp.source == tp.rowid_alias or (tp.strict and cp.declared.upper() in ("INT", "INTEGER"))
-        spec = fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=kind, params=params,
+        chosen = file_decisions.get((tp.schema, tp.target, cp.target), {})
+        converting = decisions.check_kind(f"unified_schema.sql: column {tp.schema}.{tp.target}.{cp.target}",
+                                          chosen, kind)
+        spec = fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=kind, params={**params, **converting},
                                    notnull=col["notnull"], always_int=always_int)
-        # The census counted values for the planned type; it holds only if the target kept it.
-        if census_holds and (kind, params, col["notnull"]) == (cp.kind, _pg_params(cp),
-                                                               cp.notnull or cp.identity):
+        # The census counted values for the planned type and decisions; it holds only if the
+        # target and the approved file kept them.
+        if census_holds and chosen == cp.decisions and (kind, params, col["notnull"]) == (
+                cp.kind, _pg_params(cp), cp.notnull or cp.identity):
             spec.proven = bool(cp.fast.get("guard"))
             spec.plain = bool(cp.fast.get("plain"))
             spec.float17 = bool(cp.fast.get("float17"))
@@ -197,6 +204,8 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     else:
         plan, text = current
     report.schema_sha256 = sha256_text(text)
+    # a decision the file cannot honour stops the run before it writes anything
+    decisions.from_statements(ddl.parse_schema_file(text), lambda t: kind_for_pg_type(t)[0])
     for name, path in state.sources.items():
         state.identity_at_start[name] = file_identity(path)
         if not same_file_version(plan.sources[name].get("identity") or {}, state.identity_at_start[name]):
@@ -279,16 +288,18 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
     # goes in without index maintenance; they are re-created right after the data.
     fresh = [tp for tp in plan.tables if tp.key not in started]
     _drop_post_objects(conn, plan, fresh, state)
+    chosen = decisions.from_statements(statements)
 
     jobs, chunk_tasks, totals = {}, [], 0
     cons = {}
     for tp in plan.tables:
         schema = state.schema_of(tp.schema)
-        cols = column_specs(conn, schema, tp, census_holds=tp.source not in state.changed)
+        cols = column_specs(conn, schema, tp, census_holds=tp.source not in state.changed, file_decisions=chosen)
         src = state.sources[tp.source]
         con = cons.get(tp.source) or open_source(src, busy_timeout=state.busy_timeout)
         cons[tp.source] = con
         fastpath.register_functions(con)
+        state.report.converted += decisions.converted(con, tp.source, tp.table, cols)
         if tp.source in state.changed and tp.key not in started:
             tp.row_count = con.execute(f"SELECT count(*) FROM {qi(tp.table)}").fetchone()[0]
         cut = plan_chunks(con, tp, state.chunk_rows)

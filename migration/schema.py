@@ -16,7 +16,7 @@ from typing import Optional
 
 import psycopg
 
-from . import ddl, fastpath
+from . import ddl, decisions, fastpath
 from .catalog import qi, read_catalog, resolve_fk_targets
 from .ddl_names import fit_name, quote_ident
 from .plan import UUID_EXTENSION, Plan, build_plan
@@ -29,6 +29,7 @@ from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, 
     existing_indexes, existing_views, target_columns
 
 SCHEMA_FILE = "unified_schema.sql"
+PROFILE_VERSION = 2  # bump when ColumnProfile counts something new: older caches are profiled again
 PLAN_FILE = "plan.json"
 
 
@@ -79,7 +80,8 @@ def _load_profile_cache(workdir, name, ident) -> dict:
         data = json.loads(path.read_text())
     except ValueError:
         return {}
-    return data["tables"] if data.get("identity") == ident else {}
+    ok = data.get("identity") == ident and data.get("version") == PROFILE_VERSION
+    return data["tables"] if ok else {}
 
 
 def _save_profile_cache(workdir, name, ident, tables) -> None:
@@ -87,7 +89,7 @@ def _save_profile_cache(workdir, name, ident, tables) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"identity": ident, "tables": tables}))
+    path.write_text(json.dumps({"identity": ident, "version": PROFILE_VERSION, "tables": tables}))
 
 
 def _uuid_unique_checker(sources: dict, busy_timeout: float):
@@ -106,7 +108,8 @@ def _uuid_unique_checker(sources: dict, busy_timeout: float):
 def spec_for(cp, tp) -> fastpath.ColumnSpec:
     """The loader's view of a planned column (before the target's real types are known)."""
     always_int = cp.source == tp.rowid_alias or (tp.strict and cp.declared.upper() in ("INT", "INTEGER"))
-    return fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=cp.kind, params=dict(cp.params),
+    params = {**cp.params, **decisions.check_kind(cp.source, cp.decisions, cp.kind)}
+    return fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=cp.kind, params=params,
                                notnull=cp.notnull, always_int=always_int)
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import decisions
 from .catalog import Column
 from .profile import ColumnProfile, is_datetime_type
 
@@ -28,6 +29,8 @@ class ColumnType:
     kind: str
     params: dict = field(default_factory=dict)  # precision/scale for numeric, length for varchar
     reason: str = ""  # why the type differs from a plain reading of the declared type
+    # reviewed decisions (see decisions): written into unified_schema.sql beside the column
+    decisions: dict = field(default_factory=dict)
 
 
 def _params(declared: str) -> list[int]:
@@ -50,7 +53,16 @@ def _from_data(cp: Optional[ColumnProfile], why: str) -> ColumnType:
 
 
 def choose_type(col: Column, cp: Optional[ColumnProfile]) -> ColumnType:
-    """The PostgreSQL type for one column (UUID decisions are made later, per key group)."""
+    """The PostgreSQL type for one column (UUID decisions are made later, per key group), with
+    the decisions a reviewer approves in unified_schema.sql (epoch numbers, NUL characters)."""
+    ctype = _choose_type(col, cp)
+    if ctype.kind == "text" and cp is not None and cp.with_nul:
+        ctype.decisions["nul"] = "strip"
+        ctype.reason = decisions.nul_comment(cp.with_nul) + (f"; {ctype.reason}" if ctype.reason else "")
+    return ctype
+
+
+def _choose_type(col: Column, cp: Optional[ColumnProfile]) -> ColumnType:
     declared = (col.declared_type or "").strip()
     up = declared.upper()
     nn = cp.non_null if cp else 0
@@ -118,6 +130,13 @@ def _datetime_type(declared: str, up: str, cp: Optional[ColumnProfile]) -> Colum
         kind, pg, reason = "time", "time without time zone", ""
     if cp is None or nn == 0 or iso == nn:
         return ColumnType(pg, kind, reason=reason)
+    if cp.epochs and kind != "time" and (iso + cp.epochs) * 2 >= nn:
+        # Unix time numbers, read by the range they fall in: a reviewed decision, not a guess
+        units = [u for u in decisions.EPOCH_FACTORS if getattr(cp, f"epoch_{u}")]
+        numbers = cp.ints + cp.reals
+        unit = units[0] if len(units) == 1 and cp.epochs == numbers else "auto"
+        comment = decisions.epoch_comment(unit, cp.epochs, iso, nn - iso - cp.epochs, declared)
+        return ColumnType("timestamp with time zone", "timestamptz", reason=comment, decisions={"epoch": unit})
     if cp.ints == nn:
         return ColumnType("bigint", "int", reason=f"declared {declared} but every value is an integer "
                                                   f"(epoch seconds?): bigint, for the application to interpret")

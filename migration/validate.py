@@ -26,14 +26,14 @@ from typing import Optional
 
 import psycopg
 
-from . import convert, fastpath
+from . import convert, ddl, decisions, fastpath
 from .catalog import qi
 from .ddl_names import quote_ident
 from .errors import Cancelled, InputError, TargetError
 from .plan import Plan, TablePlan
 from .progress import Reporter
 from .reports import ValidateReport, write_report
-from .schema import PLAN_FILE, current_plan
+from .schema import PLAN_FILE, SCHEMA_FILE, current_plan
 from .target import CONTROL_SCHEMA, connect, describe, schema_exists, table_exists
 from .workers import WorkContext, make_pool
 
@@ -378,15 +378,22 @@ def _norm(value):
 
 # ---- the step ----------------------------------------------------------------------------
 
-def _checks_for(conn, plan: Plan, sources: dict, has_control: bool) -> list:
+def _checks_for(conn, plan: Plan, sources: dict, has_control: bool, chosen: dict, report: ValidateReport) -> list:
     from .run import column_specs
+    from .sources import open_source
 
     checks = []
     for tp in plan.tables:
         if not table_exists(conn, tp.schema, tp.target):
             checks.append((tp, None))
             continue
-        cols = column_specs(conn, tp.schema, tp, include_generated=True)
+        cols = column_specs(conn, tp.schema, tp, include_generated=True, file_decisions=chosen)
+        if any(decisions.count_sql("c", c.params) for c in cols):
+            con = open_source(Path(sources[tp.source]))
+            try:
+                report.converted += decisions.converted(con, tp.source, tp.table, cols)
+            finally:
+                con.close()
         by_source = {c.source: c for c in cols}
         key_cols = list(tp.pk_source)
         key_specs = [by_source[c] for c in key_cols if c in by_source]
@@ -416,7 +423,8 @@ def _sample_sql(chk: TableCheck, tp: TablePlan) -> list:
         s_parts.append(f"sum({qi(c.source)})")
         t_parts.append(f"sum({quote_ident(c.target)})")
         labels.append(f"sum({c.source})")
-    for c in [c for c in chk.columns if c.kind == "text"][:2]:
+    # SQLite's length() stops at a NUL, which a nul=strip column holds: left to the checksums
+    for c in [c for c in chk.columns if c.kind == "text" and not c.params.get("nul")][:2]:
         s_parts += [f"count({qi(c.source)})", f"max(length({qi(c.source)}))"]
         t_parts += [f"count({quote_ident(c.target)})", f"max(length({quote_ident(c.target)}))"]
         labels += [f"count({c.source})", f"longest {c.source}"]
@@ -437,6 +445,9 @@ def validate_step(sources: dict, target_url: str, workdir: Path, progress=None, 
     if not plan_path.exists():
         raise InputError(f"{plan_path}: no plan; run the schema and run steps first (same --workdir)")
     plan = Plan.load(plan_path)
+    # the approved file says how epoch numbers and NUL characters were converted
+    chosen = decisions.from_statements(ddl.parse_schema_file((workdir / SCHEMA_FILE).read_text(encoding="utf-8"))) \
+        if (workdir / SCHEMA_FILE).exists() else {}
     missing = set(plan.sources) ^ set(sources)
     if missing:
         raise InputError(f"--source names {sorted(sources)} do not match the plan's {sorted(plan.sources)}")
@@ -453,7 +464,7 @@ def validate_step(sources: dict, target_url: str, workdir: Path, progress=None, 
         if has_control:
             rejected = {(r[0], r[1]): r[2] for r in conn.execute(
                 f"SELECT source, table_name, count(*) FROM {CONTROL_SCHEMA}.rejects GROUP BY 1, 2")}
-        checks = _checks_for(conn, plan, sources, has_control)
+        checks = _checks_for(conn, plan, sources, has_control, chosen, report)
         _run_checks(report, rep, target_url, workers, busy_timeout, checks, rejected, sources)
     except Cancelled as exc:
         report.problem(f"{exc}")

@@ -24,9 +24,17 @@ def _which(program, env):
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
+def repo_path(runbook):
+    """The MINGUS checkout a lead pointed this runbook at, where a command without a working
+    directory of its own runs (the shipped init_db.py, performance_test.py, e2e_tests.py)."""
+    from deploychecks.models import RunbookProofSettings  # the settings live with the checks
+
+    return RunbookProofSettings.of(runbook).repo_path
+
+
 def command_job(ctx):
     name = ctx.run.kind.removeprefix("command:")
-    spec = CommandSpec.objects.filter(name=name).first()
+    spec = CommandSpec.named(name)
     if spec is None:
         return JobResult(ok=False, error=f"No command named '{name}' is configured (an admin "
                                          "adds commands in the admin).")
@@ -38,7 +46,7 @@ def command_job(ctx):
             env[key] = os.environ[key]
             secrets.append(os.environ[key])
     ctx._secrets.extend(s for s in secrets if s)
-    workdir = spec.workdir or str(ctx.workdir)
+    workdir = spec.workdir or repo_path(ctx.runbook) or str(ctx.workdir)
     out_path = ctx.workdir / f"command-{spec.name}-run{ctx.run.pk}.out"
     ctx.log(f"running {spec.name}: {' '.join(map(str, spec.argv))} in {workdir} "
             f"(time limit {spec.timeout_seconds}s)")

@@ -86,7 +86,7 @@ def get_kind(name):
     if name in REGISTRY:
         return REGISTRY[name]
     if name.startswith(COMMAND_PREFIX):
-        spec = CommandSpec.objects.filter(name=name.removeprefix(COMMAND_PREFIX)).first()
+        spec = CommandSpec.named(name.removeprefix(COMMAND_PREFIX))
         if spec is not None:
             return JobKind(name, f"Run {spec.name}", "checklist.commands.command_job",
                            time_limit=spec.timeout_seconds + 60, needs_sources=False,

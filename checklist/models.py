@@ -317,8 +317,29 @@ class CommandSpec(models.Model):
     )
     timeout_seconds = models.PositiveIntegerField(default=600)
 
+    # The seed's three team scripts, shipped as commands (issue 14): they run in the MINGUS
+    # checkout a lead points the runbook at (proof settings, repo_path). A row of the same name,
+    # made in the admin, replaces the default.
+    DEFAULTS = {
+        "init-db": ("Create the app's tables, default data and admin user (init_db.py).",
+                    ["python3", "init_db.py"], 900),
+        "performance-test": ("The team's performance test against the target "
+                             "(performance_test.py).", ["python3", "performance_test.py"], 1800),
+        "e2e-tests": ("The team's end-to-end tests against the deployed app (e2e_tests.py).",
+                      ["python3", "e2e_tests.py"], 1800),
+    }
+
     def __str__(self):
         return self.name
+
+    @classmethod
+    def named(cls, name):
+        """The configured command called `name`, else the shipped default (unsaved), else None."""
+        found = cls.objects.filter(name=name).first()
+        if found is None and name in cls.DEFAULTS:
+            description, argv, timeout = cls.DEFAULTS[name]
+            found = cls(name=name, description=description, argv=argv, timeout_seconds=timeout)
+        return found
 
 
 class TaskRun(models.Model):

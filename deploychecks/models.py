@@ -166,3 +166,80 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.channel} {self.event} ({self.state})"
+
+
+class RunbookProofSettings(models.Model):
+    """What the proof jobs (issue 14) read, saved by a lead through an audited action: the
+    DigitalOcean app and database cluster, the MINGUS repository on the worker, the app's tables
+    and data, the test report and its mapping to items, the maintenance window.
+
+    A run's parameters never override these: SQL, paths, URLs and ids come only from here. The DO
+    token is kept like the webhook URL: encrypted, shown redacted, never logged or exported.
+    """
+
+    runbook = models.OneToOneField("checklist.Runbook", on_delete=models.CASCADE,
+                                   related_name="proof_settings")
+    # DigitalOcean (pydo).
+    do_token_encrypted = models.TextField(blank=True)
+    do_token_redacted = models.CharField(max_length=50, blank=True)
+    do_api_endpoint = models.CharField(max_length=300, default="https://api.digitalocean.com",
+                                       help_text="the DigitalOcean API base URL")
+    do_app_id = models.CharField(max_length=100, blank=True, help_text="App Platform app id")
+    do_database_id = models.CharField(max_length=100, blank=True,
+                                      help_text="managed PostgreSQL cluster id")
+    do_min_pg_version = models.PositiveIntegerField(default=15)
+    do_deploy_timeout_seconds = models.PositiveIntegerField(default=1800)
+    do_min_cert_days = models.PositiveIntegerField(default=14)
+    # The MINGUS repository on the worker (a git checkout).
+    repo_path = models.CharField(max_length=1000, blank=True,
+                                 help_text="the MINGUS git checkout; commands run here")
+    repo_commit = models.CharField(max_length=64, blank=True,
+                                   help_text="the deployed commit (empty: the DO app's active "
+                                             "deployment, else HEAD)")
+    repo_scripts = models.JSONField(default=list, blank=True,
+                                    help_text="files that must be committed, e.g. "
+                                              '["production_migration.py"]')
+    repo_config_files = models.JSONField(default=list, blank=True,
+                                         help_text='e.g. ["config/production.py"]')
+    docs_map = models.JSONField(default=dict, blank=True,
+                                help_text='item text -> {"path": ..., "must_contain": [...]}')
+    # The app's own database, read through the target URL in a read-only transaction.
+    app_tables = models.JSONField(default=list, blank=True)
+    app_seed_rows = models.JSONField(default=dict, blank=True,
+                                     help_text='table -> fewest rows, e.g. {"subscription_plans": 3}')
+    app_admin_sql = models.TextField(blank=True,
+                                     help_text="a SELECT returning the number of admin users")
+    app_db_user = models.CharField(max_length=100, blank=True,
+                                   help_text="the role the deployed app connects as")
+    # Tests of the deployed app: a JUnit XML report and which tests prove which item.
+    junit_path = models.CharField(max_length=1000, blank=True)
+    test_map = models.JSONField(default=dict, blank=True,
+                                help_text="item text -> [test name or prefix, ...]")
+    # The announcement.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    announce_note = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"proof settings of runbook #{self.runbook_id}"
+
+    @classmethod
+    def of(cls, runbook):
+        """The saved settings, or unsaved defaults: a read never writes."""
+        found = cls.objects.filter(runbook=runbook).first()
+        return found or cls(runbook=runbook)
+
+    def set_do_token(self, token):
+        from .notify import encrypt
+
+        token = (token or "").strip()
+        self.do_token_encrypted = encrypt(token) if token else ""
+        self.do_token_redacted = (f"{token[:4]}…{token[-2:]}" if len(token) > 12 else "***") \
+            if token else ""
+
+    def do_token(self):
+        """The plain token, for the pydo client only; never log or render it."""
+        from .notify import decrypt
+
+        return decrypt(self.do_token_encrypted) if self.do_token_encrypted else ""

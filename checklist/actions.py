@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import audit, digests, rules
-from .importer import parse_checklist
+from .importer import ChecklistParseError, parse_checklist
 from .replay import item_snapshot
 from .models import (
     ChecklistTemplate,
@@ -417,9 +417,9 @@ def start_runbook(user, template, name):
     """Start a runbook on one template version: one ItemState per item, all unticked."""
     _check(rules.can_start_runbook(user), user, "start-runbook", obj=template)
     name = (name or "").strip()
-    if not name:
-        _check(rules.Decision(False, "A runbook needs a name.", 400), user, "start-runbook",
-               obj=template)
+    problem = rules.runbook_name_problem(name)
+    if problem:
+        _check(rules.Decision(False, problem, 400), user, "start-runbook", obj=template)
     runbook = Runbook.objects.create(template=template, name=name, created_by=user)
     items = Item.objects.filter(group__phase__template=template).only("pk")
     ItemState.objects.bulk_create([ItemState(runbook=runbook, item=i) for i in items])
@@ -431,6 +431,21 @@ def start_runbook(user, template, name):
     return runbook
 
 
+TEMPLATE_NAME_MAX = ChecklistTemplate._meta.get_field("name").max_length
+
+
+def _template_name(name, parsed):
+    """The name versions are counted under: the one given, else the checklist's title."""
+    given = name is not None and name.strip()
+    name = (name.strip() if given else parsed.title) or "Checklist"
+    if "\x00" in name or len(name) > TEMPLATE_NAME_MAX:
+        what = "the name" if given else "the title (the template's name)"
+        why = "contains a NUL byte" if "\x00" in name else (
+            f"is {len(name)} characters long, more than the {TEMPLATE_NAME_MAX} allowed")
+        raise ChecklistParseError(None if given else 1, f"{what} {why}")
+    return name
+
+
 @transaction.atomic
 def import_template(text, name=None, user=None):
     """Parse Markdown checklist text and store it as a new template version.
@@ -438,13 +453,10 @@ def import_template(text, name=None, user=None):
     Returns (template, created). The same text under the same name returns the existing version.
     Raises importer.ChecklistParseError (naming the line) on input it cannot read.
     """
-    if isinstance(text, bytes):
-        raw = text
-    else:
-        raw = text.encode("utf-8")
+    parsed = parse_checklist(text)  # refuses NUL bytes and text that is not UTF-8, naming the line
+    raw = text if isinstance(text, bytes) else text.encode("utf-8")
     sha = hashlib.sha256(raw).hexdigest()
-    parsed = parse_checklist(raw)
-    name = (name or parsed.title or "Checklist").strip()[:200]
+    name = _template_name(name, parsed)
     existing = ChecklistTemplate.objects.filter(name=name, sha256=sha).first()
     if existing:
         return existing, False
@@ -452,8 +464,8 @@ def import_template(text, name=None, user=None):
     template = ChecklistTemplate.objects.create(
         name=name,
         version=(last.version + 1) if last else 1,
-        title=parsed.title[:300],
-        subtitle=parsed.subtitle[:300],
+        title=parsed.title,
+        subtitle=parsed.subtitle,
         metadata=parsed.metadata,
         source_text=raw.decode("utf-8", errors="replace"),
         sha256=sha,

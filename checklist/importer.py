@@ -70,6 +70,20 @@ _LISTS = ("bullet_list", "ordered_list")
 
 _MARKDOWN = MarkdownIt("commonmark")
 
+# The longest text each part may hold: the max_length of the field it is saved in
+# (checklist/models.py; a test keeps the two in step). Checked here, before anything is saved,
+# so an over-long line is an error naming it rather than a database exception.
+MAX_LENGTHS = {
+    "title": 300,
+    "subtitle": 300,
+    "phase title": 200,
+    "group title": 200,
+    "section": 200,
+    "item text": 500,
+    "contact label": 200,
+    "contact placeholder": 300,
+}
+
 
 class ChecklistParseError(ValueError):
     """The checklist cannot be imported; ``line`` (1-based) points at the culprit when known."""
@@ -244,15 +258,30 @@ def _decode(source: object) -> str:
     if isinstance(source, (bytes, bytearray)):
         source = bytes(source).removeprefix(b"\xef\xbb\xbf")
         try:
-            return source.decode("utf-8")
+            return _refuse_unstorable(source.decode("utf-8"))
         except UnicodeDecodeError as exc:
             line = len(re.split(rb"\r\n|\r|\n", source[: exc.start]))
             raise ChecklistParseError(
                 line, f"not valid UTF-8 (byte 0x{source[exc.start]:02x}); save the file as UTF-8"
             ) from None
     if isinstance(source, str):
-        return source.removeprefix("\ufeff")
+        return _refuse_unstorable(source.removeprefix("\ufeff"))
     raise ChecklistParseError(None, f"expected Markdown text or bytes, got {type(source).__name__}")
+
+
+# A NUL cannot be stored in PostgreSQL text; a lone surrogate (text decoded with
+# "surrogateescape") cannot be encoded to UTF-8 at all.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _refuse_unstorable(text: str) -> str:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return text
+    line = len(re.split(r"\r\n|\r|\n", text[: found.start()]))
+    if found.group() == "\x00":
+        raise ChecklistParseError(line, "contains a NUL byte (0x00); a checklist is plain text")
+    raise ChecklistParseError(line, "not valid UTF-8 (an undecodable byte); save the file as UTF-8")
 
 
 def _normalise_newlines(text: str) -> str:
@@ -265,7 +294,7 @@ def _parse_header(blocks: list[SyntaxTreeNode]) -> tuple[ParsedChecklist, list[S
     first = blocks[0]
     if first.type != "heading" or first.tag != "h1":
         raise ChecklistParseError(_line(first), "the checklist must start with a '# ' title")
-    checklist = ParsedChecklist(title=_inline_text(first).strip())
+    checklist = ParsedChecklist(title=_bounded(_inline_text(first).strip(), _line(first), "title"))
     if not checklist.title:
         raise ChecklistParseError(_line(first), "the '# ' title is empty")
     position = 1
@@ -273,7 +302,8 @@ def _parse_header(blocks: list[SyntaxTreeNode]) -> tuple[ParsedChecklist, list[S
         candidate = blocks[position]
         # Only the line right under the title: with no subtitle, the next `##` is a section.
         if candidate.map[0] == first.map[1]:
-            checklist.subtitle = _inline_text(candidate).strip()
+            checklist.subtitle = _bounded(_inline_text(candidate).strip(), _line(candidate),
+                                          "subtitle")
             position += 1
     while position < len(blocks) and _is_heading(blocks[position], "h3"):
         heading = blocks[position]
@@ -334,11 +364,11 @@ def _add_section(checklist, title, line, role, body, lines) -> None:
 
 
 def _parse_phase(title: str, kind: str, line: int, body) -> ParsedPhase:
-    phase = ParsedPhase(title=title, kind=kind, line=line)
+    phase = ParsedPhase(title=_bounded(title, line, "phase title"), kind=kind, line=line)
     section = ""
     for block in body:
         if _is_heading(block, "h3"):
-            section = _heading_text(block)
+            section = _bounded(_heading_text(block), _line(block), "section")
         elif block.type in _LISTS:
             phase.groups.extend(_parse_group(item, section) for item in block.children)
         else:
@@ -349,7 +379,22 @@ def _parse_phase(title: str, kind: str, line: int, body) -> ParsedPhase:
             )
     if not phase.groups:
         raise ChecklistParseError(line, f"phase '{title}' has no '- [ ] **Group**' lists")
+    _refuse_duplicate_groups(phase)
     return phase
+
+
+def _refuse_duplicate_groups(phase: ParsedPhase) -> None:
+    """Two groups of one name in a phase cannot be told apart on the page, in the history or by
+    a binding; the second is refused, naming both lines."""
+    first_seen: dict[str, int] = {}
+    for group in phase.groups:
+        key = " ".join(group.title.casefold().split())
+        if key in first_seen:
+            raise ChecklistParseError(
+                group.line, f"duplicate group '{group.title}' in phase '{phase.title}' "
+                f"(first at line {first_seen[key]})"
+            )
+        first_seen[key] = group.line
 
 
 def _parse_group(node: SyntaxTreeNode, section: str) -> ParsedGroup:
@@ -366,7 +411,8 @@ def _parse_group(node: SyntaxTreeNode, section: str) -> ParsedGroup:
             _line(node), f"item '{title}' has no group: indent it under a '- [ ] **Group**' line"
         )
     items = [_parse_item(item) for sublist in sublists for item in sublist.children]
-    return ParsedGroup(title=title, section=section, line=_line(node), items=items)
+    return ParsedGroup(title=_bounded(title, _line(node), "group title"), section=section,
+                       line=_line(node), items=items)
 
 
 def _parse_item(node: SyntaxTreeNode) -> ParsedItem:
@@ -378,14 +424,15 @@ def _parse_item(node: SyntaxTreeNode) -> ParsedItem:
         raise ChecklistParseError(
             _line(rest[0]), f"{what} under item '{text}': items sit one level under their group"
         )
-    return ParsedItem(text=text, line=_line(node), if_applicable=bool(_IF_APPLICABLE.search(text)))
+    return ParsedItem(text=_bounded(text, _line(node), "item text"), line=_line(node),
+                      if_applicable=bool(_IF_APPLICABLE.search(text)))
 
 
 def _parse_contacts(body) -> list[ParsedContact]:
     contacts, section = [], ""
     for block in body:
         if _is_heading(block, "h3"):
-            section = _heading_text(block)
+            section = _bounded(_heading_text(block), _line(block), "section")
             continue
         if block.type not in _LISTS:
             raise ChecklistParseError(_line(block), f"unexpected {_describe(block)} among contacts")
@@ -399,11 +446,23 @@ def _parse_contacts(body) -> list[ParsedContact]:
                 raise ChecklistParseError(
                     _line(node), "a contact must read '- [ ] **Label**: placeholder'"
                 )
-            contacts.append(ParsedContact(section, label.strip(), placeholder.strip(), _line(node)))
+            contacts.append(ParsedContact(
+                section, _bounded(label.strip(), _line(node), "contact label"),
+                _bounded(placeholder.strip(), _line(node), "contact placeholder"), _line(node)))
     return contacts
 
 
 # --- Small readers over the syntax tree -----------------------------------------------------
+
+
+def _bounded(text: str, line: int, what: str) -> str:
+    """`text` if it fits the field it is saved in; otherwise an error naming the line."""
+    limit = MAX_LENGTHS[what]
+    if len(text) > limit:
+        raise ChecklistParseError(
+            line, f"{what} is {len(text)} characters long, more than the {limit} allowed"
+        )
+    return text
 
 
 def _line(node: SyntaxTreeNode) -> int:

@@ -88,6 +88,20 @@ def can_start_runbook(user):
     return can_lead(user)
 
 
+def runbook_name_problem(name):
+    """Why `name` (already stripped) cannot name a runbook, or "" when it can."""
+    from .models import Runbook
+
+    limit = Runbook._meta.get_field("name").max_length
+    if not name:
+        return "A runbook needs a name."
+    if "\x00" in name:
+        return "name: a runbook's name cannot contain a NUL byte."
+    if len(name) > limit:
+        return f"name: at most {limit} characters ({len(name)} given)."
+    return ""
+
+
 @dataclass
 class PhaseStatus:
     phase: Phase

@@ -30,5 +30,6 @@ class Command(BaseCommand):
         try:
             runbook = actions.start_runbook(actor, tpl, name)
         except actions.Refused as refused:
-            raise CommandError(str(refused), returncode=1)
+            # Unusable input (a name too long, say) is exit 2; a refusal by the rules is exit 1.
+            raise CommandError(str(refused), returncode=2 if refused.status == 400 else 1)
         self.stdout.write(f"Started runbook {runbook.pk} '{runbook.name}' on {tpl}.")

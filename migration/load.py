@@ -14,6 +14,7 @@ each becomes a reject with PostgreSQL's reason. No row is dropped without a reco
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -70,6 +71,7 @@ class ChunkResult:
     strict: bool = False
     seconds: float = 0.0
     notes: list = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)  # which loader process: the run counts them
 
 
 def _ranges(job: TableJob, lo: Optional[int], hi: Optional[int]):

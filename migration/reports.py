@@ -213,6 +213,7 @@ class ValidateReport(Report):
     totals: dict = field(default_factory=dict)
     # values compared after the conversion a reviewed decision made (not differences)
     converted: list[dict] = field(default_factory=list)
+    _checker_pids: set = field(default_factory=set, repr=False, compare=False)
 
     def details(self) -> list[str]:
         lines = [f"  converted as decided: {c['table']}.{c['column']} {c['decision']}: {c['values']} values"

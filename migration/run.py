@@ -150,6 +150,7 @@ class _Run:
         # census no longer holds and their row counts are taken again.
         self.changed: set = set()
         self.identity_at_start: dict = {}
+        self.loader_pids: set = set()  # processes that loaded chunks (reported as a figure)
 
     def schema_of(self, schema: str) -> str:
         return fit_name(f"pgm_dry_{self.suffix}_{schema}") if self.dry_run else schema
@@ -449,6 +450,7 @@ def _schedule(state: _Run, conn, pool, plan: Plan, jobs: dict, chunk_tasks: list
                     report.problem(f"{task_id}: {payload['message']}")
                     continue
                 if kind == "chunk":
+                    state.loader_pids.add(payload.get("pid"))
                     chunks_left[key] -= 1
                     if chunks_left[key] == 0:
                         queue.extend(after_data(tp))
@@ -546,6 +548,7 @@ def _summarise(state: _Run, conn, plan: Plan, statements: list) -> None:
     elapsed = time.monotonic() - report._t0
     totals["seconds"] = round(elapsed, 2)
     totals["rows_per_s"] = round(totals["read"] / elapsed) if elapsed > 0 else None
+    totals["loader_processes"] = len(state.loader_pids)
     report.totals = totals
     for name, path in state.sources.items():
         if not same_file_version(state.identity_at_start.get(name) or {}, file_identity(path)):

@@ -238,7 +238,7 @@ def check_ranges(ctx: WorkContext, chk: TableCheck, ranges: list) -> dict:
     if errors:
         raise errors[0]
     out = {"key": chk.key, "ranges": len(ranges), "rows_source": rows, "rows_target": 0, "mismatched_ranges": 0,
-           "differences": [], "difference_count": 0}
+           "differences": [], "difference_count": 0, "pid": os.getpid()}
     for rng in ranges:
         sn, sd = source_digests[rng]
         tn, td = target_digests[rng]
@@ -266,7 +266,7 @@ def check_merge(ctx: WorkContext, chk: TableCheck) -> dict:
     t_sql = (f"SELECT k, line FROM (SELECT {t_key or t_line} AS k, {t_line} AS line FROM {chk.qualified}) s "
              f"ORDER BY k COLLATE \"C\"")
     out = {"key": chk.key, "ranges": 1, "rows_source": 0, "rows_target": 0, "mismatched_ranges": 0,
-           "differences": [], "difference_count": 0}
+           "differences": [], "difference_count": 0, "pid": os.getpid()}
     scur = con.execute(s_sql)
     source_only, target_only, changed = {}, {}, {}
 
@@ -591,11 +591,13 @@ def _run_checks(report: ValidateReport, rep: Reporter, url: str, workers: int, b
                      "target_rows": sum(e["target_rows"] for e in per_table.values()),
                      "rejected": sum(e["rejected"] for e in per_table.values()),
                      "differences": sum(e["differences"] for e in per_table.values()),
-                     "tables_matching": sum(1 for e in per_table.values() if e["match"])}
+                     "tables_matching": sum(1 for e in per_table.values() if e["match"]),
+                     "checker_processes": len(report._checker_pids)}
 
 
 def _absorb(report: ValidateReport, per_table: dict, kind: str, payload) -> None:
     if kind in ("vranges", "vmerge"):
+        report._checker_pids.add(payload.get("pid"))
         e = per_table[payload["key"]]
         e["source_rows"] += payload["rows_source"]
         e["target_rows"] += payload["rows_target"]

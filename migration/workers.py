@@ -8,6 +8,7 @@ started, tasks run inline in the caller's thread through the same code.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -167,10 +168,38 @@ def _context():
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _children_allowed():
+    """Let a daemonic process (a Celery prefork child runs jobs in one) start the workers.
+
+    multiprocessing forbids daemonic processes children so that none is orphaned when its
+    daemonic parent is killed. Ours cannot be: each exits the moment the caller's process dies
+    (the lifeline pipe, `_watch_lifeline`) and PostgreSQL rolls back its open transaction, so
+    the flag is lifted for the start only and put back.
+    """
+    config = multiprocessing.current_process()._config
+    saved = dict(config)
+    config["daemon"] = False
+    # Celery's billiard gives its children its own AuthenticationString, which multiprocessing
+    # refuses to pickle when it hands a new worker to the fork server: same bytes, our type.
+    key = config.get("authkey")
+    if key is not None and type(key) is not multiprocessing.process.AuthenticationString:
+        config["authkey"] = multiprocessing.process.AuthenticationString(bytes(key))
+    try:
+        yield
+    finally:
+        config.clear()
+        config.update(saved)
+
+
 class ProcessPool:
     """N worker processes fed from one task queue."""
 
     def __init__(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
+        with _children_allowed():
+            self._start(url, workers, busy_timeout, on_message)
+
+    def _start(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
         mp = _context()
         self.url = url
         self.on_message = on_message

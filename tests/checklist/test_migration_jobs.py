@@ -100,6 +100,14 @@ def test_backup_assess_schema_dry_run_run_validate_chain(client, configured, use
         assert run.state == "succeeded", f"{kind}: {run.error}\n{run.log}"
         assert item(rb, earned).checked and item(rb, earned).checked_by == users["member"]
         assert_evidence_matches_files(run)
+        # Inside the Celery worker the job loads and checks with as many processes as the
+        # command from a shell (a prefork child is daemonic; the engine still starts workers).
+        figures = run.evidence.get(kind="figures").figures
+        assert "cannot start worker processes" not in run.log, run.log
+        if kind == "migrate":
+            assert figures["loader_processes"] > 1, figures
+        if kind == "validate":
+            assert figures["checker_processes"] > 1, figures
     with psycopg.connect(target_db) as conn:  # the rehearsal dropped nothing for good
         assert conn.execute("SELECT count(*) FROM mingus.users").fetchone()[0] > 0
         assert conn.execute("SELECT count(*) FROM _pgmigrate.created").fetchone()[0] > 0

@@ -146,13 +146,66 @@ def _second_pass(col, cp: ColumnProfile, has_json: bool) -> list[tuple[str, str]
     return aggs
 
 
-def _run_aggregates(con, table: Table, layout: list, exprs: list) -> list:
+def _run_aggregates(con, table: Table, exprs: list, where: str = "1", params: tuple = ()) -> list:
     # SQLite limits the number of result columns; very wide tables are scanned in slices.
     row = []
     step = 1500
     for k in range(0, len(exprs), step):
-        row.extend(con.execute(f"SELECT {', '.join(exprs[k:k + step])} FROM {qi(table.name)}").fetchone())
+        row.extend(con.execute(f"SELECT {', '.join(exprs[k:k + step])} FROM {qi(table.name)} WHERE {where}",
+                               params).fetchone())
     return row
+
+
+def _pass_exprs(table: Table, prof: "TableProfile", pass_no: int, has_json: bool) -> tuple[list, list]:
+    """(layout [(column, key)], SQL aggregates) of one pass; pass 1 starts with count(*)."""
+    layout, exprs = [], ["count(*)"] if pass_no == 1 else []
+    for col in table.columns:
+        aggs = _first_pass(col) if pass_no == 1 else _second_pass(col, prof.columns[col.name], has_json)
+        for key, expr in aggs:
+            if key == "uuid_spellings":
+                # two flags that combine across key ranges (each range says which spellings it saw)
+                c = qi(col.name)
+                layout += [(col.name, "uuid36"), (col.name, "uuid32")]
+                exprs += [f"max(typeof({c})='text' AND length({c})=36)", f"max(typeof({c})='text' AND length({c})=32)"]
+                continue
+            layout.append((col.name, key))
+            exprs.append(expr)
+    return layout, exprs
+
+
+def combine(layout: list, rows: list, pass_no: int) -> list:
+    """One pass's aggregate rows over several key ranges, as if over the whole table: counts
+    and sums add, min and max keep the extreme (NULL when a range had no value)."""
+    keys = ([("", "rows")] if pass_no == 1 else []) + layout
+    out = []
+    for k, (_, key) in enumerate(keys):
+        values = [r[k] for r in rows if r[k] is not None]
+        if key in ("max_len", "max_int", "uuid36", "uuid32"):
+            out.append(max(values) if values else None)
+        elif key == "min_int":
+            out.append(min(values) if values else None)
+        else:
+            out.append(sum(values))
+    return out
+
+
+def absorb(prof: "TableProfile", layout: list, row: list, pass_no: int) -> None:
+    """Set a pass's results on the profile (after `combine`)."""
+    if pass_no == 1:
+        prof.rows = row[0] or 0
+        row = row[1:]
+    flags: dict = {}
+    for (cname, key), value in zip(layout, row):
+        if key in ("uuid36", "uuid32"):
+            flags[cname] = flags.get(cname, 0) + int(value or 0)
+            continue
+        setattr(prof.columns[cname], key, value if key in ("min_int", "max_int") else int(value or 0))
+    for cname, n in flags.items():
+        prof.columns[cname].uuid_spellings = n
+    if pass_no == 1:
+        for cp in prof.columns.values():
+            cp.blobs -= cp.ints + cp.reals + cp.texts
+            cp.nulls = prof.rows - cp.non_null
 
 
 def profile_table(con: sqlite3.Connection, table: Table, has_json: Optional[bool] = None) -> TableProfile:
@@ -163,27 +216,27 @@ def profile_table(con: sqlite3.Connection, table: Table, has_json: Optional[bool
     for col in table.columns:
         prof.columns[col.name] = ColumnProfile(name=col.name)
     for pass_no in (1, 2):
-        layout, exprs = [], ["count(*)"] if pass_no == 1 else []
-        for col in table.columns:
-            aggs = _first_pass(col) if pass_no == 1 else _second_pass(col, prof.columns[col.name], has_json)
-            for key, expr in aggs:
-                layout.append((col.name, key))
-                exprs.append(expr)
+        layout, exprs = _pass_exprs(table, prof, pass_no, has_json)
         if not exprs:
             continue
-        row = _run_aggregates(con, table, layout, exprs)
-        if pass_no == 1:
-            prof.rows = row[0] or 0
-            row = row[1:]
-        for (cname, key), value in zip(layout, row):
-            setattr(prof.columns[cname], key, value if key in ("min_int", "max_int") else int(value or 0))
-        if pass_no == 1:
-            for cp in prof.columns.values():
-                cp.blobs -= cp.ints + cp.reals + cp.texts
-                cp.nulls = prof.rows - cp.non_null
-            if prof.rows == 0:
-                break
+        absorb(prof, layout, _run_aggregates(con, table, exprs), pass_no)
+        if prof.rows == 0:
+            break
     return prof
+
+
+def profile_range(path: str, table: Table, prof_data: dict, pass_no: int, has_json: bool,
+                  where: str, params: tuple, busy_timeout: float = 5.0) -> list:
+    """One pass over one key range of a table, in a worker process (see schema.read_sources)."""
+    from .sources import open_source
+
+    prof = TableProfile.from_dict(prof_data)
+    _, exprs = _pass_exprs(table, prof, pass_no, has_json)
+    con = open_source(path, busy_timeout=busy_timeout)
+    try:
+        return _run_aggregates(con, table, exprs, where, params)
+    finally:
+        con.close()
 
 
 def misfits(col, cp: ColumnProfile) -> tuple[int, str]:

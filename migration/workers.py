@@ -192,6 +192,23 @@ def _children_allowed():
         config.update(saved)
 
 
+@contextlib.contextmanager
+def process_executor(workers: int):
+    """A concurrent.futures pool of engine processes (fork server), startable in a Celery job."""
+    import concurrent.futures
+
+    with _children_allowed():  # for the whole life of the pool: it starts processes lazily
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()  # a cancelled step does not wait for a long scan
+            raise
+        pool.shutdown(wait=True)
+
+
 class ProcessPool:
     """N worker processes fed from one task queue."""
 

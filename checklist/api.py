@@ -217,14 +217,19 @@ def runbook_jobs(request, runbook_id):
     user, failure = _reader(request, runbook)
     if failure:
         return failure
+    shape = "The body must be a JSON object: {\"kind\": ..., \"params\": {...}}."
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
-        return error(400, "The body must be JSON: {\"kind\": ..., \"params\": {...}}.")
+        return error(400, shape)
+    if not isinstance(body, dict):
+        return error(400, shape)
+    if not isinstance(body.get("kind"), str):
+        return error(400, "'kind' must be the name of a job kind.")
     from .jobs import start_job
 
     try:
-        run = start_job(user, runbook, str(body.get("kind", "")), body.get("params") or {})
+        run = start_job(user, runbook, body["kind"], body.get("params"))
     except Refused as refused:
         return error(refused.status, str(refused))
     return JsonResponse(run_document(run), status=202)

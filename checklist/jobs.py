@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from deploychecks.redact import redact_url
 
-from . import audit, rules
+from . import audit, params as job_params, rules
 from .actions import Refused, _check, _lock_runbook, _run
 from .models import CommandSpec, Item, JobBinding, TaskRun
 
@@ -30,7 +30,7 @@ class JobKind:
     name: str
     title: str
     handler: str  # dotted path of `handler(ctx) -> JobResult`
-    params: tuple = ()  # names of optional parameters the handler reads
+    params: tuple = ()  # the Params (checklist/params.py) a run may pass; nothing else is taken
     time_limit: int = 3600  # seconds; the worker kills the task after this
     needs_target: bool = False
     needs_sources: bool = True
@@ -91,7 +91,7 @@ def get_kind(name):
             return JobKind(name, f"Run {spec.name}", "checklist.commands.command_job",
                            time_limit=spec.timeout_seconds + 60, needs_sources=False,
                            description=spec.description)
-    raise Refused(rules.Decision(False, f"Unknown job kind '{name}'.", 400))
+    raise Refused(rules.Decision(False, f"Unknown job kind '{name[:80]}'.", 400))
 
 
 def redact_params(params):
@@ -173,8 +173,13 @@ def schema_file_sha256(runbook):
 
 
 def start_job(user, runbook, kind_name, params=None):
-    """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun."""
-    return _start(user, runbook, get_kind(kind_name), dict(params or {}))
+    """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun.
+
+    `params` are checked against the kind's declared parameters (checklist/params.py): anything
+    else is refused (400, or 403 for a lead-only parameter) with a 'denied' audit event."""
+    if not isinstance(kind_name, str):
+        raise Refused(rules.Decision(False, "'kind' must be the name of a job kind.", 400))
+    return _start(user, runbook, get_kind(kind_name), params)
 
 
 @_run
@@ -183,6 +188,11 @@ def _start(user, runbook, kind, params):
     facts = rules.RunbookFacts.load(runbook, states=False)
     items = items_for(runbook, kind.name)
     where = {"obj": runbook, "runbook": runbook}
+    # Who first, then what was passed (a bad request is 400 whatever the runbook's state), then
+    # whether the runbook is ready for this job.
+    _check(rules.can_work(user), user, f"job:{kind.name}", **where)
+    params, decision = job_params.validate(user, kind, params)
+    _check(decision, user, f"job:{kind.name}", **where)
     _check(rules.can_run_job(user, runbook, kind, items, facts), user, f"job:{kind.name}", **where)
     if kind.needs_schema_approval:
         _check(rules.can_apply_schema(runbook, schema_file_sha256(runbook)), user,

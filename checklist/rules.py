@@ -505,6 +505,14 @@ def can_run_job(user, runbook, kind, items, facts):
     return ALLOW
 
 
+def can_set_param(user, param):
+    """A run's parameter marked for leads (`Param.who == "lead"`) is set only by a lead; the
+    others by anyone who may run the job (asked before, in can_run_job)."""
+    if param.who == "lead" and not can_lead(user):
+        return _forbid(f"Only a lead can set the parameter '{param.name}'.")
+    return ALLOW
+
+
 def can_cancel_run(user, run):
     decision = can_work(user)
     if not decision:

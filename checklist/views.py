@@ -620,10 +620,10 @@ def runbook_settings(request, runbook_id):
 @reader_required
 def job_run(request, runbook_id, kind):
     runbook = _runbook(runbook_id)
-    params = {}
-    command = request.POST.get("command", "").strip()
-    if command:
-        params["command"] = command
+    # Parameters are the form's `param.<name>` fields, checked like the API's (unknown -> 400);
+    # the page's own fields (the revision htmx sends, the CSRF token) are not parameters.
+    params = {k.removeprefix("param."): request.POST[k] for k in request.POST
+              if k.startswith("param.")}
     try:
         jobs.start_job(request.user, runbook, kind, params)
     except actions.Refused as refused:

@@ -1,8 +1,9 @@
 """The deployment checks as job kinds, and what happens when a check or validate run ends.
 
 Each `check-*` kind runs one check of the registry through `registry.run_check`. Its options are
-the runbook's check settings (thresholds, paths, the deployed URL) overlaid by the run's own
-parameters, and the target URL from the runbook when the check needs one. The check's report is
+the runbook's check settings (thresholds, paths, the deployed URL, the queries) and the target
+URL from the runbook when the check needs one; a run adds only the parameters its kind declares
+(run knobs such as sample counts, never a setting). The check's report is
 the run's report; its scalar figures are the run's figures; the run passes when the report does.
 
 `success-criteria` evaluates the Success Criteria from evidence; its items are bound to it and
@@ -17,6 +18,7 @@ import logging
 from django.db import IntegrityError, transaction
 
 from checklist.jobs import JobKind, register
+from checklist.params import LEAD, Param
 from checklist.tasks import JobResult
 
 from . import registry
@@ -26,25 +28,48 @@ from .report import CheckInputError
 
 log = logging.getLogger(__name__)
 
+# What a run may pass: only knobs of the run itself. Everything that decides what is checked and
+# whether it passes (SQL, paths, hosts, URLs, TLS, thresholds, rules) is a check setting a lead
+# saved (RunbookCheckSettings, through actions.save_check_settings); pool sizes and the query set
+# shape what is measured, so only a lead may change them for one run.
 KINDS = (
     JobKind("check-env", "Check environment variables", "deploychecks.jobs.check_env",
-            params=("path", "rules", "component", "format"), needs_sources=False,
-            time_limit=120, description="DATABASE_URL, DB_POOL_SIZE, DB_SSL_MODE, secrets, "
-                                        "production mode, from an env file or app spec."),
+            params=(Param("component", "str", "app spec only: also check this component's envs",
+                          max_length=100),
+                    Param("format", "choice", "how to read the file", choices=("auto", "env",
+                                                                               "spec"))),
+            needs_sources=False, time_limit=120,
+            description="DATABASE_URL, DB_POOL_SIZE, DB_SSL_MODE, secrets, production mode, "
+                        "from an env file or app spec."),
     JobKind("check-app-spec", "Check app-spec.yaml", "deploychecks.jobs.check_app_spec",
-            params=("path", "schema"), needs_sources=False, time_limit=120,
+            needs_sources=False, time_limit=120,
             description="App Platform schema, health checks, secrets, bindings, scaling."),
     JobKind("check-connectivity", "Check the target PostgreSQL connection",
             "deploychecks.jobs.check_connectivity", needs_target=True, needs_sources=False,
-            params=("pool_size", "samples", "sslmode", "ca_file"), time_limit=600,
+            params=(Param("samples", "int", "SELECT 1 round trips to time", min=1, max=1000),
+                    Param("pool_size", "int", "connections opened at once (DB_POOL_SIZE)",
+                          min=1, max=500, who=LEAD)),
+            time_limit=600,
             description="Connect, TLS in use, a pool of DB_POOL_SIZE, headroom, latency."),
     JobKind("check-performance", "Measure query performance (baseline)",
             "deploychecks.jobs.check_performance", needs_target=True, needs_sources=False,
-            params=("queries", "iterations", "sqlite"), time_limit=1800,
+            params=(Param("iterations", "int", "runs per query", min=1, max=1000),
+                    Param("concurrency", "int", "threads sharing the pool", min=1, max=64),
+                    Param("pool_requests", "int", "queries run through the pool", min=1,
+                          max=10000),
+                    Param("pool_size", "int", "pool size for the utilization test", min=1,
+                          max=500, who=LEAD),
+                    Param("default_queries", "bool", "also time queries derived from the schema",
+                          who=LEAD)),
+            time_limit=1800,
             description="Query p50/p95 on the target, pool utilization; compared with the "
                         "baseline (the first passing run)."),
     JobKind("check-http", "Check the deployed site", "deploychecks.jobs.check_http",
-            needs_sources=False, params=("url", "http_url", "paths", "requests", "concurrency"),
+            needs_sources=False,
+            params=(Param("requests", "int", "total requests of the load test", min=1, max=1000),
+                    Param("concurrency", "int", "concurrent clients", min=1, max=50),
+                    Param("time_cap", "float", "seconds before the load test stops sending",
+                          min=1, max=120)),
             time_limit=600, description="Health, TLS certificate, security headers, "
                                         "HTTP->HTTPS, bounded load."),
     JobKind("success-criteria", "Evaluate the success criteria",
@@ -69,11 +94,19 @@ def _target(ctx):
     return ctx.target_url() if hasattr(ctx.runbook, "target") else None
 
 
-def run_check(ctx, name, defaults, extra_secrets=()):
-    """Run check `name` with `defaults` overlaid by the run's parameters; a JobResult."""
+def _kind(ctx):
+    return next(k for k in KINDS if k.name == ctx.run.kind)
+
+
+def run_check(ctx, name, settings, extra_secrets=()):
+    """Run check `name` with the lead's `settings` plus the run's declared parameters (checked by
+    checklist/params.py before the run was queued); a JobResult."""
     check = registry.get(name)
-    options = {k: v for k, v in defaults.items() if v not in (None, "", [], {})}
-    options.update(ctx.params)
+    options = {k: v for k, v in settings.items() if v not in (None, "", [], {})}
+    declared = {p.name for p in _kind(ctx).params}
+    # A declared parameter never names a setting (tests/checklist/test_job_params.py holds that),
+    # and anything undeclared that reached the run is ignored, not laid over the settings.
+    options.update({k: v for k, v in ctx.params.items() if k in declared and k not in settings})
     # Files a check reads are held to CHECK_FILE_ROOTS (regular files, never the app's database).
     for key in ("path", "schema", "rules"):
         if isinstance(options.get(key), str) and not options[key].lstrip().startswith("{"):
@@ -123,7 +156,7 @@ def check_app_spec(ctx):
 
 def check_connectivity(ctx):
     cs = _settings(ctx)
-    url = ctx.params.get("url") or _target(ctx)
+    url = _target(ctx)
     return run_check(ctx, "connectivity", {"url": url, "ca_file": cs.target_ca_file},
                      extra_secrets=[url_password(url or "")])
 
@@ -131,7 +164,8 @@ def check_connectivity(ctx):
 def check_http(ctx):
     cs = _settings(ctx)
     return run_check(ctx, "http", {
-        "url": cs.deployed_url, "health_path": cs.health_path, "ca_file": cs.ca_file,
+        "url": cs.deployed_url, "http_url": cs.http_url, "health_path": cs.health_path,
+        "ca_file": cs.ca_file,
         "paths": cs.http_paths or None, "page_p95_ms": cs.page_load_ms, "api_p95_ms": cs.api_ms})
 
 
@@ -141,9 +175,10 @@ def check_performance(ctx):
     from .models import PerformanceBaseline
 
     cs = _settings(ctx)
-    url = ctx.params.get("url") or _target(ctx)
+    url = _target(ctx)
     result = run_check(ctx, "performance", {
-        "url": url, "ca_file": cs.target_ca_file, "max_p95_ms": cs.db_query_ms,
+        "url": url, "ca_file": cs.target_ca_file, "queries": cs.performance_queries or None,
+        "max_p95_ms": cs.db_query_ms,
         "max_pool_utilization_pct": cs.pool_utilization_pct},
         extra_secrets=[url_password(url or "")])
     baseline = PerformanceBaseline.objects.filter(runbook=ctx.runbook).first()

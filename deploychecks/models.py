@@ -48,6 +48,13 @@ class RunbookCheckSettings(models.Model):
                                help_text="CA file for the deployed site's certificate")
     http_paths = models.JSONField(default=list, blank=True,
                                   help_text='pages and API paths to load, e.g. ["/", "/api/x"]')
+    http_url = models.CharField(max_length=500, blank=True,
+                                help_text="http:// URL that must redirect to the https one "
+                                          "(default: the deployed URL with http://)")
+    performance_queries = models.JSONField(
+        default=list, blank=True,
+        help_text='extra read-only SQL queries the performance check times, one statement each, '
+                  'e.g. ["SELECT * FROM orders WHERE user_id = 7"]')
     # Monitoring and notifications.
     monitor_interval_seconds = models.PositiveIntegerField(default=0, help_text="0 = off")
     last_monitored_at = models.DateTimeField(null=True, blank=True)

@@ -16,7 +16,8 @@ SETTINGS_FIELDS = [
     "page_load_ms", "api_ms", "db_query_ms", "pool_utilization_pct", "app_uptime_pct",
     "db_uptime_pct", "uptime_window_hours", "degradation_pct", "error_rate_pct", "env_path",
     "env_rules", "app_spec_path", "target_ca_file", "deployed_url", "health_path", "ca_file",
-    "http_paths", "monitor_interval_seconds", "notify_emails",
+    "http_paths", "http_url", "performance_queries", "monitor_interval_seconds",
+    "notify_emails",
 ]
 
 

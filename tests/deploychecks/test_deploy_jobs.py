@@ -188,13 +188,14 @@ def test_env_and_app_spec_jobs_pass_and_fail_on_files(runbook, users, tmp_path):
 
     bad = tmp_path / "bad.env"
     bad.write_text("DATABASE_URL=sqlite:///x.db\nDB_POOL_SIZE=5\nFLASK_ENV=development\n")
-    failed = run_here(users["member"], runbook, "check-env", {"path": str(bad)})
+    configure(runbook, users["lead"], env_path=str(bad))
+    failed = run_here(users["member"], runbook, "check-env")
     assert failed.state == "failed"
     assert {"DATABASE_URL", "DB_POOL_SIZE", "FLASK_ENV"} <= set(
         failed.evidence.get(kind="figures").figures["criteria_failed"])
     # Per-runbook rule overrides reach the check: a pool of 5 is now what is asked for.
     configure(runbook, users["lead"], env_rules={"equals": {"DB_POOL_SIZE": "5"}})
-    again = run_here(users["member"], runbook, "check-env", {"path": str(bad)})
+    again = run_here(users["member"], runbook, "check-env")
     assert "DB_POOL_SIZE" not in again.evidence.get(kind="figures").figures["criteria_failed"]
     assert_secret_absent(secret)
     assert_secret_absent("pw-in-url-4431")
@@ -211,8 +212,8 @@ def test_performance_baseline_then_degradation_fires_the_trigger_once_and_clears
     open_deployment(runbook, users)
     with tls_database(tls_postgres, SHOP) as url:
         configure(runbook, users["lead"], target=url, target_ca_file=str(tls_postgres.ca_file),
-                  notify_emails="ops@example.com")
-        params = {**FAST_PERF, "queries": [ORDERS_SQL, USERS_SQL]}
+                  notify_emails="ops@example.com", performance_queries=[ORDERS_SQL, USERS_SQL])
+        params = FAST_PERF
         first = run_here(users["member"], runbook, "check-performance", params)
         assert first.state == "succeeded", first.error + first.log
         baseline = PerformanceBaseline.objects.get(runbook=runbook)
@@ -315,10 +316,9 @@ def test_rejected_rows_are_loss_for_the_criterion_and_the_trigger(runbook, users
 def test_http_findings_fire_security_and_error_rate_triggers(runbook, users, site):
     open_deployment(runbook, users)
     configure(runbook, users["lead"], deployed_url=site.url + "bare/", ca_file=str(site.ca_file),
-              http_paths=["/error", "/"])
+              http_paths=["/error", "/"], http_url=site.http_url)
     run = run_here(users["member"], runbook, "check-http",
-                   {"requests": 20, "concurrency": 4, "time_cap": 20,
-                    "http_url": site.http_url})
+                   {"requests": 20, "concurrency": 4, "time_cap": 20})
     assert run.state == "failed"
     security = TriggerFiring.objects.get(trigger="security")
     assert {f["name"] for f in security.figures["failed"]} == {"hsts", "x_content_type_options"}
@@ -331,9 +331,8 @@ def test_http_findings_fire_security_and_error_rate_triggers(runbook, users, sit
 def test_healthy_site_passes_http_and_earns_deployment_items(runbook, users, site):
     open_deployment(runbook, users)
     configure(runbook, users["lead"], deployed_url=site.url, ca_file=str(site.ca_file),
-              http_paths=["/", "/api/items"])
-    run = run_here(users["member"], runbook, "check-http",
-                   {"requests": 20, "concurrency": 4, "http_url": site.http_url})
+              http_paths=["/", "/api/items"], http_url=site.http_url)
+    run = run_here(users["member"], runbook, "check-http", {"requests": 20, "concurrency": 4})
     assert run.state == "succeeded", run.error + run.log
     for text in ("SSL/TLS properly configured", "Security headers present",
                  "Application health checks passed", "Response times acceptable"):

@@ -51,8 +51,12 @@ def run(url, ca_file=None, sslmode=None, pool_size=20, samples=50, connect_timeo
     figures["connect_ms"] = round((time.perf_counter() - started) * 1000, 3)
 
     with conn:
+        # The role the checks ran as (docs/trust-boundary.md: a read-only role is the safe one).
+        role, read_only = conn.execute(
+            "SELECT current_user, current_setting('default_transaction_read_only')").fetchone()
+        figures.update({"role": role, "role_default_read_only": read_only == "on"})
         report.add("connect", True, f"{tgt.user}@{tgt.host}:{tgt.port}/{tgt.dbname}",
-                   "connects and authenticates", f"sslmode={tgt.sslmode}")
+                   "connects and authenticates", f"sslmode={tgt.sslmode}; as role {role}")
         _check_version(report, conn, min_server_version)
         _check_tls(report, conn, tgt, require_tls)
         _check_headroom(report, conn, pool_size * instances)

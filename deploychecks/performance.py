@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import readonly_sql
 from .latency import summarize_ms
 from .report import CheckInputError, CheckReport
 from .target import explain_connect_error, target
@@ -70,6 +71,10 @@ def run(url, queries=None, default_queries=True, schemas=None, sqlite=None, iter
     """
     tgt = target(url, sslmode=sslmode, ca_file=ca_file, connect_timeout=connect_timeout)
     iterations, concurrency, pool_size = int(iterations), int(concurrency), int(pool_size)
+    try:  # refused here, before anything reaches the server
+        queries = readonly_sql.check_all(list(queries or []))
+    except ValueError as exc:
+        raise CheckInputError(f"performance: {exc}") from None
     sources = _sqlite_sources(sqlite)
     report = CheckReport("performance", target=tgt.redacted, options={
         "url": tgt.redacted, "queries": list(queries or []), "default_queries": default_queries,
@@ -216,22 +221,42 @@ def _derive_queries(conn, schemas) -> list[Query]:
     return queries
 
 
+def read_only_execute(conn, sql, params=None):
+    """Run one query in a READ ONLY transaction that is always rolled back, as a prepared
+    statement (the extended protocol carries exactly one command): whatever the text tries,
+    nothing it does survives. `conn` is in autocommit mode; the rows are fetched and dropped."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        cur = conn.execute(sql, params, prepare=True)
+        if cur.description:
+            cur.fetchall()
+
+
+def db_error(exc, tgt) -> str:
+    """A database error as a report may keep it: the SQLSTATE and the primary message with every
+    quoted value cut out, never DETAIL or CONTEXT (a cast error quotes the row it failed on)."""
+    diag = getattr(exc, "diag", None)
+    primary = (diag.message_primary if diag is not None else None) or str(exc) or type(
+        exc).__name__
+    primary = _QUOTED.sub("…", " ".join(primary.split()))
+    state = (diag.sqlstate if diag is not None else None) or ""
+    return tgt.scrub(f"{primary} (SQLSTATE {state})" if state else primary)[:300]
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|«[^»]*»")
+
+
 def _time_pg(conn, query: Query, iterations: int, tgt) -> None:
     params = query.params if query.params else None
     try:
-        with conn.cursor() as cur:
-            # One untimed run first, so the baseline measures a warm cache and a planned query.
-            cur.execute(query.sql, params)
-            if cur.description:
-                cur.fetchall()
-            for _ in range(iterations):
-                t0 = time.perf_counter()
-                cur.execute(query.sql, params)
-                if cur.description:
-                    cur.fetchall()
-                query.samples_ms.append((time.perf_counter() - t0) * 1000)
+        # One untimed run first, so the baseline measures a warm cache and a planned query.
+        read_only_execute(conn, query.sql, params)
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            read_only_execute(conn, query.sql, params)
+            query.samples_ms.append((time.perf_counter() - t0) * 1000)
     except psycopg.Error as exc:
-        query.error = tgt.scrub(" ".join(str(exc).split()))[:300]
+        query.error = db_error(exc, tgt)
 
 
 def _sqlite_sources(sqlite) -> list[tuple[Path, str | None]]:
@@ -330,15 +355,13 @@ def _pool_utilization(report, tgt, query_set, concurrency, pool_size, requests, 
                         changed(+1)
                         state["max_in_use"] = max(state["max_in_use"], state["in_use"])
                     try:
-                        cur = conn.execute(query.sql, query.params or None)
-                        if cur.description:
-                            cur.fetchall()
+                        read_only_execute(conn, query.sql, query.params or None)
                     finally:
                         with lock:
                             changed(-1)
             except (psycopg.Error, PoolTimeout) as exc:
                 with lock:
-                    errors.append(tgt.scrub(" ".join(str(exc).split()))[:200])
+                    errors.append(db_error(exc, tgt)[:200])
 
     try:
         pool.open(wait=True, timeout=30)

@@ -9,7 +9,7 @@ from checklist import actions, audit, rules
 from checklist.models import Runbook
 from checklist.views import reader_required
 
-from . import criteria, monitor, triggers
+from . import criteria, monitor, readonly_sql, triggers
 from .models import RunbookCheckSettings
 
 SETTINGS_FIELDS = [
@@ -37,6 +37,14 @@ class CheckSettingsForm(forms.ModelForm):
     class Meta:
         model = RunbookCheckSettings
         fields = SETTINGS_FIELDS
+
+    def clean_performance_queries(self):
+        # Refused on save, so a query that could write never becomes a setting (and the check
+        # refuses it again before it reaches the target).
+        try:
+            return readonly_sql.check_all(self.cleaned_data["performance_queries"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_webhook_url(self):
         url = self.cleaned_data["webhook_url"].strip()

@@ -11,10 +11,11 @@ class DeployChecksConfig(AppConfig):
 
         from checklist.models import AuditEvent, TaskRun
 
-        from . import jobs, notify, spec_file
+        from . import jobs, notify, proof_jobs, spec_file
 
         spec_file.MAX_BYTES = settings.CHECK_FILE_MAX_BYTES
         jobs.register_kinds()
+        proof_jobs.register_kinds()
         post_save.connect(jobs.on_run_saved, sender=TaskRun,
                           dispatch_uid="deploychecks.after_run")
         post_save.connect(notify.on_audit_event, sender=AuditEvent,

@@ -12,11 +12,13 @@ cover is left as it is.
                  committed, the documents the Documentation items name present and complete
 """
 import logging
+import re
+from email.utils import format_datetime
 
 from checklist.jobs import JobKind, register
 from checklist.tasks import JobInputError, JobResult
 
-from . import junit, repo
+from . import appdb, junit, repo
 from .models import RunbookProofSettings
 from .report import CheckInputError
 
@@ -27,6 +29,18 @@ KINDS = (
             needs_sources=False, time_limit=120,
             description="The JUnit XML report of e2e_tests.py: each item is earned when the tests "
                         "a lead mapped to it all passed."),
+    JobKind("rollback-triggers", "Evaluate the rollback triggers",
+            "deploychecks.proof_jobs.rollback_triggers", needs_sources=False, time_limit=120,
+            description="Data corruption, performance degradation, security, error rate: each "
+                        "Critical Issue is ticked when its trigger fired, from evidence."),
+    JobKind("announce", "Announce the maintenance window", "deploychecks.proof_jobs.announce",
+            needs_sources=False, time_limit=120,
+            description="Mail the maintenance window and downtime notice to the emergency "
+                        "contacts; the delivered message is kept as evidence."),
+    JobKind("app-database", "Check the app's database", "deploychecks.proof_jobs.app_database",
+            needs_sources=False, needs_target=True, time_limit=300,
+            description="Tables created, default data, pg_stat_statements tracking, the app's "
+                        "sessions on TLS and writing: read-only SQL through the target URL."),
     JobKind("repo", "Check the MINGUS repository", "deploychecks.proof_jobs.repo_check",
             needs_sources=False, time_limit=300,
             description="Clean tree at the deployed commit; scripts, configuration and documents "
@@ -142,3 +156,142 @@ def repo_check(ctx):
     return judged_result(ctx, "repo", judged, {"head": st["head"], "commit": commit,
                                                 "dirty": st["dirty"]},
                          figures={"commit": commit, "uncommitted": len(st["dirty"])})
+
+
+# --- rollback-triggers ----------------------------------------------------------------------------
+
+TRIGGER_ITEMS = {
+    "data-corruption": "Data corruption detected",
+    "performance-degradation": "Performance degradation > 50%",
+    "security": "Security vulnerabilities found",
+    "error-rate": "User experience severely impacted",
+}
+
+
+def rollback_triggers(ctx):
+    """Each Critical Issue item is earned when its trigger fires on the latest evidence and
+    withdrawn when newer evidence clears it; a trigger without evidence leaves its item alone.
+    The run fails when no trigger has evidence at all (nothing was evaluated)."""
+    from . import triggers
+    from .models import RunbookCheckSettings
+
+    cs = RunbookCheckSettings.objects.filter(runbook=ctx.runbook).first() or \
+        RunbookCheckSettings(runbook=ctx.runbook)
+    outcomes, notes, rows = {}, {}, {}
+    for name, check in triggers.CHECKS.items():
+        found = check(ctx.runbook, cs)
+        item = TRIGGER_ITEMS[name]
+        if found is None:
+            ctx.log(f"no evidence  {name}")
+            rows[name] = {"fired": None, "item": item}
+            continue
+        fired, figures, evidence, summary = found
+        ctx.log(f"{'FIRED' if fired else 'clear'}  {name}: {summary}")
+        rows[name] = {"fired": bool(fired), "item": item, "summary": summary,
+                      "figures": figures, "evidence": evidence or {}}
+        outcomes[item] = bool(fired)
+        cite = evidence or {}
+        notes[item] = (f"{summary[:200]}; evidence run #{cite.get('run_id')} "
+                       f"{cite.get('name', '')} sha256 {str(cite.get('sha256', ''))[:16]}")
+    fired = [n for n, r in rows.items() if r["fired"]]
+    evaluated = [n for n, r in rows.items() if r["fired"] is not None]
+    summary = (f"{len(evaluated)} of {len(rows)} triggers evaluated; fired: "
+               f"{', '.join(fired) or 'none'}")
+    ok = bool(evaluated)
+    return JobResult(ok=ok, summary=summary, error="" if ok else
+                     "No trigger has evidence yet (validate, check-performance, check-http).",
+                     report={"name": "rollback-triggers", "ok": ok, "triggers": rows},
+                     figures={"evaluated": len(evaluated), "fired": len(fired)},
+                     item_outcomes=outcomes, item_notes=notes)
+
+
+# --- announce ------------------------------------------------------------------------------------
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def recipients(runbook):
+    """The addresses written in the runbook's emergency contacts (each contact once)."""
+    found = []
+    for value in runbook.contact_values.order_by("field__order", "pk").values_list("value",
+                                                                                  flat=True):
+        for match in EMAIL.finditer(value or ""):
+            if match.group(0).lower() not in (f.lower() for f in found):
+                found.append(match.group(0))
+    return found
+
+
+def announce(ctx):
+    from django.conf import settings
+    from django.core.mail import EmailMessage
+    from django.utils import timezone
+
+    ps = settings_of(ctx)
+    if not ps.window_start or not ps.window_end:
+        raise JobInputError("No maintenance window is set: a lead sets its start and end in the "
+                            "proof settings.")
+    if ps.window_end <= ps.window_start:
+        raise JobInputError("The maintenance window ends before it starts.")
+    to = recipients(ctx.runbook)
+    if not to:
+        raise JobInputError("No emergency contact holds an email address: fill in the "
+                            "runbook's contacts first.")
+    hours = (ps.window_end - ps.window_start).total_seconds() / 3600
+    local = timezone.localtime
+    subject = (f"Maintenance window for {ctx.runbook.name}: "
+               f"{local(ps.window_start):%Y-%m-%d %H:%M} to {local(ps.window_end):%H:%M %Z}")
+    body = "\n".join([
+        f"The application will be down for maintenance (the SQLite to PostgreSQL migration).",
+        "",
+        f"Window:   {format_datetime(ps.window_start)}",
+        f"Until:    {format_datetime(ps.window_end)}  ({hours:g} hours)",
+        "",
+        ps.announce_note.strip(),
+        "",
+        f"Sent by mingus-deploy for runbook #{ctx.runbook.pk} ({ctx.runbook.name}).",
+    ]).strip() + "\n"
+    message = EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, to)
+    ctx.progress(step=f"mailing {len(to)} contact(s)", percent=40)
+    sent = message.send(fail_silently=False)  # an SMTP error fails the run, in plain words
+    if sent != 1:
+        return JobResult(ok=False, error="The mail backend accepted no message.")
+    path = ctx.workdir / f"announcement-run{ctx.run.pk}.eml"
+    path.write_bytes(message.message().as_bytes())
+    ctx.log(f"announced to {', '.join(to)}: {subject}")
+    return JobResult(ok=True, summary=f"announced to {len(to)} contact(s): {subject}",
+                     report={"name": "announce", "ok": True, "to": to, "subject": subject,
+                             "window_start": ps.window_start.isoformat(),
+                             "window_end": ps.window_end.isoformat()},
+                     figures={"recipients": len(to), "window_hours": hours},
+                     artifacts=[path])
+
+
+# --- app-database ---------------------------------------------------------------------------------
+
+APPDB_ITEMS = {
+    "tables": ["All tables created without errors"],
+    "seed": ["Default data seeded correctly"],
+    "statements": ["Query performance tracking enabled", "PostgreSQL performance monitoring enabled"],
+    "sessions": ["Application connects to PostgreSQL successfully"],
+    "writes": ["All database operations working"],
+}
+
+
+def app_database(ctx):
+    from .models import RunbookCheckSettings
+
+    ps = settings_of(ctx)
+    cs = RunbookCheckSettings.objects.filter(runbook=ctx.runbook).first()
+    tables = [str(t) for t in ps.app_tables] if isinstance(ps.app_tables, list) else []
+    seed = ps.app_seed_rows if isinstance(ps.app_seed_rows, dict) else {}
+    ctx.progress(step="reading the app's database", percent=20)
+    try:
+        found = appdb.inspect(ctx.target_url(), tables=tables, seed_rows=seed,
+                              app_user=ps.app_db_user, ca_file=cs.target_ca_file if cs else None)
+    except (CheckInputError, ValueError) as exc:
+        raise JobInputError(str(exc)) from None
+    bound = bound_texts(ctx)
+    judged = {item: {"ok": bool(v["ok"]), "reason": v["reason"]}
+              for key, v in found.items() for item in APPDB_ITEMS[key] if item in bound}
+    return judged_result(ctx, "app-database", judged, {"checks": found},
+                         figures={k: v["ok"] for k, v in found.items()})

@@ -605,6 +605,35 @@ def admin_save(user, obj, change):
 
 
 @_run
+def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=False):
+    """Save a runbook's check settings (deploychecks.models.RunbookCheckSettings) from already
+    validated `values` (field -> value, fields of RunbookCheckSettings.FIELDS only): under the
+    runbook's lock, a lead's (or admin's) to change, audited with the settings before and after
+    (the webhook only redacted). The row is made here on the first save, never by a read."""
+    from deploychecks.models import RunbookCheckSettings
+
+    runbook = _lock_runbook(runbook.pk)
+    _check(rules.can_configure(user), user, "check-settings", obj=runbook, runbook=runbook)
+    unknown = set(values) - set(RunbookCheckSettings.FIELDS)
+    if unknown:
+        raise ValueError(f"not check settings: {', '.join(sorted(unknown))}")
+    cs = (RunbookCheckSettings.objects.select_for_update().filter(runbook=runbook).first()
+          or RunbookCheckSettings(runbook=runbook))
+    before = cs.snapshot()  # the defaults, before the first save
+    for field, value in values.items():
+        setattr(cs, field, value)
+    if clear_webhook:
+        cs.set_webhook_url("")
+    elif webhook_url:
+        cs.set_webhook_url(webhook_url)
+    cs.updated_at = timezone.now()
+    cs.save()
+    audit.record("check-settings", actor=user, obj=cs, runbook=runbook, before=before,
+                 after=cs.snapshot())
+    return cs
+
+
+@_run
 def admin_delete(user, obj):
     """Delete an object from the Django admin, audited like `admin_save`."""
     where = _admin_where(obj)

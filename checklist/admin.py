@@ -171,7 +171,13 @@ class CommandSpecAdmin(AuditedAdmin):
     def has_module_permission(self, request):
         return request.user.is_superuser
 
-    has_view_permission = has_add_permission = has_module_permission
+    # Django calls these with the object too (has_view_permission(request, obj)): one shared
+    # one-argument method made the change list a 500.
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
 
     def has_change_permission(self, request, obj=None):
         return request.user.is_superuser and super().has_change_permission(request, obj)

@@ -241,11 +241,3 @@ def cancel_run(user, run):
     audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
                  after={"kind": run.kind, "state": run.state})
     return run
-
-
-
-def mark_stale_runs():
-    """Cheap check on every read: runs whose worker stopped beating become lost."""
-    from .tasks import mark_lost_runs
-
-    return mark_lost_runs()

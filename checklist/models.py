@@ -389,6 +389,18 @@ class TaskRun(models.Model):
     def active(self):
         return self.state in self.ACTIVE
 
+    @property
+    def stale(self):
+        """Running but silent past JOB_LOST_AFTER_SECONDS: shown as "stale (no heartbeat)".
+        Read-only: the beat task `checklist.mark_lost_runs` (and a worker's start) marks it lost."""
+        from datetime import timedelta
+
+        from django.conf import settings
+
+        return (self.state == self.RUNNING and self.heartbeat_at is not None
+                and self.heartbeat_at < timezone.now() - timedelta(
+                    seconds=settings.JOB_LOST_AFTER_SECONDS))
+
     def log_tail(self, lines=20):
         return "\n".join(self.log.splitlines()[-lines:])
 

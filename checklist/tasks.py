@@ -6,8 +6,8 @@ final state, evidence rows (files copied under MEDIA_ROOT with their sha256) and
 ticks the run earned, through the same action as a human tick. Progress and log go to the
 database as the job runs, so any web process can show them.
 
-A run whose worker dies stops sending heartbeats; `mark_lost_runs()` (called when a worker starts,
-by beat, and whenever a runbook is read) marks it `lost` instead of leaving it `running` forever.
+A run whose worker dies stops sending heartbeats; `mark_lost_runs()` (called when a worker starts
+and by beat, never by a read) marks it `lost` instead of leaving it `running` forever.
 A redelivered message for a run that is no longer queued does nothing: re-running is the user's
 decision, and the engine's steps resume where they stopped.
 """

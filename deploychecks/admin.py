@@ -1,12 +1,11 @@
 from django import forms
 from django.contrib import admin
 
-from checklist import audit
+from checklist import actions
 from checklist.admin import ReadOnlyAdmin
 
 from .models import (MonitorSample, Notification, PerformanceBaseline, RunbookCheckSettings,
                      TriggerFiring, WorkerHeartbeat)
-from .views import SETTINGS_FIELDS, settings_snapshot
 
 
 class CheckSettingsAdminForm(forms.ModelForm):
@@ -16,7 +15,7 @@ class CheckSettingsAdminForm(forms.ModelForm):
 
     class Meta:
         model = RunbookCheckSettings
-        fields = ["runbook", *SETTINGS_FIELDS]
+        fields = ["runbook", *RunbookCheckSettings.FIELDS]
 
 
 @admin.register(RunbookCheckSettings)
@@ -26,14 +25,20 @@ class RunbookCheckSettingsAdmin(admin.ModelAdmin):
     readonly_fields = ["webhook_url_redacted", "last_monitored_at"]
 
     def save_model(self, request, obj, form, change):
-        before = settings_snapshot(RunbookCheckSettings.objects.get(pk=obj.pk)) if change else None
-        if form.cleaned_data.get("clear_webhook"):
-            obj.set_webhook_url("")
-        elif form.cleaned_data.get("webhook_url"):
-            obj.set_webhook_url(form.cleaned_data["webhook_url"])
-        super().save_model(request, obj, form, change)
-        audit.record("check-settings", actor=request.user, obj=obj, runbook=obj.runbook,
-                     before=before, after=settings_snapshot(obj))
+        # The same audited action as the settings page: runbook lock, lead rule, before/after.
+        saved = actions.save_check_settings(
+            request.user, obj.runbook,
+            {f: form.cleaned_data[f] for f in RunbookCheckSettings.FIELDS if f in form.cleaned_data},
+            webhook_url=form.cleaned_data.get("webhook_url") or "",
+            clear_webhook=bool(form.cleaned_data.get("clear_webhook")))
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        actions.admin_delete(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            actions.admin_delete(request.user, obj)
 
 
 @admin.register(PerformanceBaseline)

@@ -15,7 +15,7 @@ class WorkerHeartbeat(models.Model):
 
 
 class RunbookCheckSettings(models.Model):
-    """A runbook's thresholds and check inputs. Made lazily with the seed's values.
+    """A runbook's thresholds and check inputs, with the seed's values until a lead saves them.
 
     The webhook URL often carries its token in the path, so it is kept like the target URL:
     encrypted, with a redacted form for display.
@@ -63,6 +63,15 @@ class RunbookCheckSettings(models.Model):
     webhook_url_redacted = models.CharField(max_length=500, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    # What a lead edits on the settings page (and the audit snapshot holds).
+    FIELDS = [
+        "page_load_ms", "api_ms", "db_query_ms", "pool_utilization_pct", "app_uptime_pct",
+        "db_uptime_pct", "uptime_window_hours", "degradation_pct", "error_rate_pct", "env_path",
+        "env_rules", "app_spec_path", "target_ca_file", "deployed_url", "health_path", "ca_file",
+        "http_paths", "http_url", "performance_queries", "monitor_interval_seconds",
+        "notify_emails",
+    ]
+
     class Meta:
         verbose_name = "runbook check settings"
         verbose_name_plural = "runbook check settings"
@@ -72,8 +81,15 @@ class RunbookCheckSettings(models.Model):
 
     @classmethod
     def for_runbook(cls, runbook):
-        found, _ = cls.objects.get_or_create(runbook=runbook)
-        return found
+        """The saved settings, or an unsaved instance with the defaults: a read creates no row
+        (only actions.save_check_settings writes them)."""
+        return cls.objects.filter(runbook=runbook).first() or cls(runbook=runbook)
+
+    def snapshot(self):
+        """The settings as the audit log keeps them: the webhook only in its redacted form."""
+        data = {f: getattr(self, f) for f in self.FIELDS}
+        data["webhook_url"] = self.webhook_url_redacted
+        return data
 
     def emails(self):
         raw = self.notify_emails.replace(",", "\n").split()

@@ -1,31 +1,16 @@
 """Pages of the deployment checks: a runbook's check settings (leads change them, audited) and
 the partials the runbook page includes (trigger banner, success criteria, monitoring)."""
 from django import forms
-from django.db import transaction
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 
-from checklist import actions, audit, rules
+from checklist import actions, rules
 from checklist.models import Runbook
 from checklist.views import reader_required
 
 from . import criteria, monitor, readonly_sql, triggers
 from .models import RunbookCheckSettings
 
-SETTINGS_FIELDS = [
-    "page_load_ms", "api_ms", "db_query_ms", "pool_utilization_pct", "app_uptime_pct",
-    "db_uptime_pct", "uptime_window_hours", "degradation_pct", "error_rate_pct", "env_path",
-    "env_rules", "app_spec_path", "target_ca_file", "deployed_url", "health_path", "ca_file",
-    "http_paths", "http_url", "performance_queries", "monitor_interval_seconds",
-    "notify_emails",
-]
-
-
-def settings_snapshot(cs):
-    """The settings as the audit log keeps them: the webhook only in its redacted form."""
-    data = {f: getattr(cs, f) for f in SETTINGS_FIELDS}
-    data["webhook_url"] = cs.webhook_url_redacted
-    return data
+SETTINGS_FIELDS = RunbookCheckSettings.FIELDS
 
 
 class CheckSettingsForm(forms.ModelForm):
@@ -72,19 +57,17 @@ def settings_page(request, runbook_id):
             except actions.Refused as refused:
                 return render(request, "checklist/refused.html", {"message": str(refused)},
                               status=refused.status)
-        before = settings_snapshot(cs)
         form = CheckSettingsForm(request.POST, instance=cs)
         if form.is_valid():
-            cs = form.save(commit=False)
-            if form.cleaned_data["clear_webhook"]:
-                cs.set_webhook_url("")
-            elif form.cleaned_data["webhook_url"]:
-                cs.set_webhook_url(form.cleaned_data["webhook_url"])
-            with transaction.atomic():
-                cs.updated_at = timezone.now()
-                cs.save()
-                audit.record("check-settings", actor=request.user, obj=cs, runbook=runbook,
-                             before=before, after=settings_snapshot(cs))
+            try:
+                cs = actions.save_check_settings(
+                    request.user, runbook,
+                    {f: form.cleaned_data[f] for f in SETTINGS_FIELDS if f in form.cleaned_data},
+                    webhook_url=form.cleaned_data["webhook_url"],
+                    clear_webhook=form.cleaned_data["clear_webhook"])
+            except actions.Refused as refused:
+                return render(request, "checklist/refused.html", {"message": str(refused)},
+                              status=refused.status)
             form = CheckSettingsForm(instance=cs)
             saved = True
         else:

@@ -27,13 +27,14 @@ def post_settings(client, runbook, **overrides):
     return client.post(f"/deploychecks/runbooks/{runbook.pk}/settings/", data)
 
 
-def test_settings_are_made_lazily_with_the_seed_values(runbook):
+def test_unsaved_settings_read_the_seed_values_and_create_no_row(runbook):
     cs = RunbookCheckSettings.for_runbook(runbook)
     assert (cs.page_load_ms, cs.api_ms, cs.db_query_ms, cs.pool_utilization_pct) == (
         2000, 500, 100, 80)
     assert (cs.app_uptime_pct, cs.db_uptime_pct, cs.degradation_pct, cs.error_rate_pct) == (
         99.9, 99.95, 50, 5)
     assert cs.monitor_interval_seconds == 0
+    assert cs.pk is None and not RunbookCheckSettings.objects.exists()
 
 
 def test_lead_changes_settings_audited_with_the_webhook_redacted(client, runbook, users):
@@ -107,3 +108,19 @@ def test_criteria_partial_says_no_evidence_yet(client, runbook, users):
     assert len(criteria.criteria_context(runbook)["criteria"]) == 7
     mon = client.get(f"/deploychecks/runbooks/{runbook.pk}/monitoring/")
     assert mon.status_code == 200 and "Monitoring is off" in mon.content.decode()
+
+
+def test_check_settings_are_saved_only_through_the_audited_action(runbook, users):
+    from checklist import actions
+
+    with pytest.raises(actions.Refused) as refused:
+        actions.save_check_settings(users["member"], runbook, {"api_ms": 1.0})
+    assert refused.value.status == 403
+    assert AuditEvent.objects.filter(action="denied", after__attempted="check-settings").exists()
+    assert not RunbookCheckSettings.objects.exists()
+    cs = actions.save_check_settings(users["lead"], runbook, {"api_ms": 321.0})
+    assert RunbookCheckSettings.objects.get().api_ms == 321.0 == cs.api_ms
+    event = AuditEvent.objects.get(action="check-settings")
+    assert event.runbook_id == runbook.pk and event.before["api_ms"] == 500
+    with pytest.raises(ValueError):
+        actions.save_check_settings(users["lead"], runbook, {"webhook_url_encrypted": "x"})

@@ -3,11 +3,12 @@ import json
 import sys
 import time
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from checklist.actions import Refused
-from checklist.jobs import mark_stale_runs, start_job
+from checklist.jobs import start_job
 from checklist.models import Runbook, TaskRun
 
 
@@ -53,7 +54,10 @@ class Command(BaseCommand):
             run.refresh_from_db()
             if not run.active:
                 break
-            mark_stale_runs()
+            if run.stale:  # marking it lost is the beat task's job; waiting on is pointless
+                raise CommandError(f"Run #{run.pk} is stale: no heartbeat for over "
+                                   f"{settings.JOB_LOST_AFTER_SECONDS:g}s (its worker stopped?).",
+                                   returncode=1)
             if not json and (run.step, run.percent) != last:
                 last = (run.step, run.percent)
                 pct = f"{run.percent:.0f}%" if run.percent is not None else ""

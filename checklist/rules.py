@@ -71,6 +71,22 @@ def can_work(user):
     return _forbid("Only members, leads and admins can change a runbook.")
 
 
+def is_lead(user):
+    """A member of the lead group. An admin (superuser) who is not one may configure and sign
+    off as a lead may, but never approves: approvals are the leads' own word."""
+    return LEAD in roles(user)
+
+
+def _with_by_lead(approvals):
+    """Go-live approvals annotated with `by_lead`: was the approver in the lead group (now)?"""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Exists, OuterRef
+
+    memberships = get_user_model().groups.through.objects.filter(
+        user_id=OuterRef("lead_id"), group__name=LEAD, user__is_active=True)
+    return approvals.annotate(by_lead=Exists(memberships))
+
+
 def can_lead(user):
     if roles(user) & {LEAD, ADMIN}:
         return ALLOW
@@ -170,7 +186,7 @@ class RunbookFacts:
             .select_related("requested_by")
             .first()
         )
-        approvals = list(go_live.approvals.select_related("lead")) if go_live else []
+        approvals = list(_with_by_lead(go_live.approvals.select_related("lead"))) if go_live else []
         facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts,
                     bound=bound_kinds(runbook.template_id), sources=sources)
         facts.statuses = _phase_statuses(facts)
@@ -198,7 +214,7 @@ class RunbookFacts:
         requests = {g.runbook_id: g for g in GoLiveRequest.objects.filter(
             runbook_id__in=ids, state=GoLiveRequest.OPEN)}
         approvals = {}
-        for a in GoLiveApproval.objects.filter(request__in=requests.values()):
+        for a in _with_by_lead(GoLiveApproval.objects.filter(request__in=requests.values())):
             approvals.setdefault(a.request_id, []).append(a)
         out = []
         for r in runbooks:
@@ -474,9 +490,11 @@ def can_request_go_live(user, facts):
 
 
 def can_approve_go_live(user, facts):
-    decision = can_lead(user)
-    if not decision:
-        return decision
+    """Only members of the lead group approve go-live; an admin who is not a lead cannot be the
+    second approver."""
+    if not is_lead(user):
+        return _forbid("Only members of the lead group approve go-live (an admin who is not a "
+                       "lead cannot).")
     if facts.go_live is None:
         return _conflict("Nobody has requested go-live yet.")
     if not all_phases_signed_off(facts):
@@ -523,7 +541,11 @@ def can_cancel_run(user, run):
 
 
 def can_approve_schema(user):
-    return can_lead(user)
+    """The unified schema is approved by a member of the lead group, never by a non-lead admin."""
+    if not is_lead(user):
+        return _forbid("Only members of the lead group approve the schema (an admin who is not "
+                       "a lead cannot).")
+    return ALLOW
 
 
 def can_configure(user):
@@ -547,7 +569,8 @@ def schema_approval(runbook):
     latest = latest_schema_evidence(runbook)
     if latest is None:
         return None
-    return (SchemaApproval.objects.filter(runbook=runbook, sha256=latest.sha256)
+    return (SchemaApproval.objects.filter(runbook=runbook, sha256=latest.sha256,
+                                          lead__groups__name=LEAD, lead__is_active=True)
             .select_related("lead").order_by("-created_at").first())
 
 
@@ -607,7 +630,9 @@ def status_block(facts):
     all_complete = all(s.state in (COMPLETE, SIGNED_OFF) for s in gated)
     signed = all_phases_signed_off(facts)
     required = approvals_required()
-    count = len({a.lead_id for a in facts.approvals})
+    # Only approvals by members of the lead group count (one whose approver left the group, or an
+    # admin's from before this rule, does not).
+    count = len({a.lead_id for a in facts.approvals if getattr(a, "by_lead", True)})
     authorized = signed and facts.go_live is not None and count >= required
 
     missing = []

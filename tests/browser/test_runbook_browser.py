@@ -131,7 +131,14 @@ def test_two_leads_approve_go_live(new_page, users, runbook, settings):
     expect(lead.locator(".go-live-state")).to_have_text("Awaiting approval")
     expect(lead.get_by_role("button", name="Approve go-live")).to_have_count(0)  # own request
 
-    for name in ("lead2", "admin"):
+    # An admin who is not a lead is offered no Approve button (the server refuses it too).
+    admin = log_in(new_page(), "admin")
+    admin.goto(f"/runbooks/{runbook.pk}/go-live/")
+    expect(admin.get_by_role("button", name="Approve go-live")).to_have_count(0)
+    from tests.conftest import make_user
+
+    make_user("lead3", "lead")
+    for name in ("lead2", "lead3"):
         page = log_in(new_page(), name)
         page.goto(f"/runbooks/{runbook.pk}/go-live/")
         page.get_by_label("Comment").fill(f"{name} agrees")

@@ -73,3 +73,27 @@ def test_withdrawing_a_sign_off_voids_the_go_live_authorization(signed, users):
     actions.untick(users["member"], hand_states(signed, gated(signed)[3])[0])
     b = block(signed)
     assert not b.go_live_authorized and b.go_live_state == "not requested"
+
+
+def test_an_admin_who_is_not_a_lead_cannot_be_the_second_approver(signed, users):
+    actions.request_go_live(users["lead"], signed)
+    actions.approve_go_live(users["lead2"], signed)
+    with pytest.raises(actions.Refused) as exc:
+        actions.approve_go_live(users["admin"], signed)
+    assert exc.value.status == 403 and "lead group" in str(exc.value)
+    assert not block(signed).go_live_authorized
+    assert AuditEvent.objects.filter(action="denied", actor=users["admin"],
+                                     after__attempted="go-live-approve").exists()
+
+
+def test_an_approval_counts_only_while_its_approver_is_a_lead(signed, users):
+    from tests.conftest import make_user
+
+    lead3 = make_user("lead3", "lead")
+    actions.request_go_live(users["lead"], signed)
+    actions.approve_go_live(users["lead2"], signed)
+    actions.approve_go_live(lead3, signed)
+    assert block(signed).go_live_authorized
+    lead3.groups.clear()  # left the lead group: the approval no longer counts
+    b = block(signed)
+    assert not b.go_live_authorized and b.approvals == 1

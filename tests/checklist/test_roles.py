@@ -1,4 +1,5 @@
-"""The role matrix: every write endpoint against every role.
+"""The role matrix: every write endpoint against every role (member, lead, auditor, admin who is
+not a lead, a user without a role, and anonymous), through the real HTTP endpoints.
 
 Allowed roles get their change; every other role gets 403, no change, and a 'denied' audit event.
 """
@@ -6,7 +7,10 @@ import pytest
 from django.urls import reverse
 
 from checklist import actions
-from checklist.models import AuditEvent, ContactValue, GoLiveApproval, GoLiveRequest, ItemNote, ItemState, Runbook, SignOff
+from checklist.models import (AuditEvent, ContactValue, Evidence, GoLiveApproval, GoLiveRequest,
+                               ItemNote, ItemState, Runbook, RunbookSource, RunbookTarget,
+                               SchemaApproval, SignOff, TaskRun)
+from deploychecks.models import RunbookCheckSettings
 
 from tests.conftest import make_user
 
@@ -16,6 +20,7 @@ pytestmark = pytest.mark.django_db
 
 WORKERS = {"member", "lead", "admin"}
 LEADS = {"lead", "admin"}
+LEAD_GROUP = {"lead"}  # approvals: an admin who is not a lead never approves
 
 
 def _first_state(runbook):
@@ -84,6 +89,68 @@ def setup_start_runbook(rb, users):
             lambda: Runbook.objects.filter(name="second").exists())
 
 
+def setup_job_run(rb, users):
+    RunbookSource.objects.create(runbook=rb, name="main", path="/tmp/none.db")
+    return (reverse("job-run", args=[rb.pk, "backup"]), {},
+            lambda: TaskRun.objects.filter(runbook=rb, kind="backup").exists())
+
+
+def setup_job_cancel(rb, users):
+    run = TaskRun.objects.create(runbook=rb, kind="backup", started_by=users["member"],
+                                 state=TaskRun.RUNNING)
+    return (reverse("run-cancel", args=[rb.pk, run.pk]), {},
+            lambda: TaskRun.objects.get(pk=run.pk).cancel_requested)
+
+
+def setup_runbook_settings(rb, users):
+    return (reverse("runbook-settings", args=[rb.pk]),
+            {"sources": "", "target_url": "postgres://app:pw-1@db.example.com:5432/app"},
+            lambda: RunbookTarget.objects.filter(runbook=rb).exists())
+
+
+def setup_schema_approve(rb, users):
+    import hashlib
+    from pathlib import Path
+
+    from django.conf import settings
+
+    text = "CREATE TABLE a (id int);"
+    run = TaskRun.objects.create(runbook=rb, kind="schema", state=TaskRun.SUCCEEDED,
+                                 started_by=users["member"])
+    rel = f"role-matrix/run-{run.pk}/unified_schema.sql"
+    path = Path(settings.MEDIA_ROOT) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    ev = Evidence.objects.create(run=run, name="unified_schema.sql", kind="artifact", path=rel,
+                                 sha256=hashlib.sha256(text.encode()).hexdigest(),
+                                 size=len(text))
+    return (reverse("schema-approve", args=[rb.pk, ev.pk]), {"comment": "ok"},
+            lambda: SchemaApproval.objects.filter(runbook=rb).exists())
+
+
+def setup_check_settings(rb, users):
+    from tests.deploychecks.test_check_settings_views import HOOK
+
+    data = {"page_load_ms": "1500", "api_ms": "400", "db_query_ms": "80",
+            "pool_utilization_pct": "70", "app_uptime_pct": "99.9", "db_uptime_pct": "99.95",
+            "uptime_window_hours": "24", "degradation_pct": "40", "error_rate_pct": "2",
+            "env_rules": "{}", "health_path": "/healthz", "http_paths": "[]",
+            "performance_queries": "[]", "monitor_interval_seconds": "0", "webhook_url": HOOK}
+    return (reverse("check-settings", args=[rb.pk]), data,
+            lambda: RunbookCheckSettings.objects.filter(runbook=rb, api_ms=400).exists())
+
+
+def setup_override(rb, users):
+    from checklist import rules
+
+    bound = rules.bound_kinds(rb.template_id)
+    st = next(st for st in states_of(rb, gated(rb)[0])
+              if st.item_id in bound and rules.SCHEMA_APPROVAL not in bound[st.item_id])
+    return (reverse("item-override", args=[rb.pk, st.pk]),
+            {"reason": "done by hand on the host", "version": st.version},
+            lambda: ItemState.objects.get(pk=st.pk).checked)
+
+
 MATRIX = {
     "tick": (setup_tick, WORKERS),
     "untick": (setup_untick, WORKERS),
@@ -92,25 +159,37 @@ MATRIX = {
     "applicable": (setup_applicable, WORKERS),
     "sign-off": (setup_sign_off, LEADS),
     "go-live-request": (setup_go_live_request, LEADS),
-    "go-live-approve": (setup_go_live_approve, LEADS),
+    "go-live-approve": (setup_go_live_approve, LEAD_GROUP),
     "contact": (setup_contact, LEADS),
     "start-runbook": (setup_start_runbook, LEADS),
+    "job-run": (setup_job_run, WORKERS),
+    "job-cancel": (setup_job_cancel, WORKERS),
+    "runbook-settings": (setup_runbook_settings, LEADS),
+    "schema-approve": (setup_schema_approve, LEAD_GROUP),
+    "check-settings": (setup_check_settings, LEADS),
+    "override": (setup_override, LEADS),
 }
 
 
-@pytest.mark.parametrize("role", ["member", "lead", "auditor", "admin", "nobody"])
+@pytest.mark.parametrize("role", ["member", "lead", "auditor", "admin", "nobody", "anonymous"])
 @pytest.mark.parametrize("action", list(MATRIX))
 def test_write_is_allowed_only_for_its_roles(client, runbook, users, role, action):
     users["requester"] = make_user("requester", "lead")
     setup, allowed = MATRIX[action]
     url, data, changed = setup(runbook, users)
     denied_before = AuditEvent.objects.filter(action="denied").count()
-    client.force_login(users[role])
+    if role != "anonymous":
+        client.force_login(users[role])
 
     response = client.post(url, data, HTTP_HX_REQUEST="true")
 
-    if role in allowed:
-        assert response.status_code in (200, 204), response.content[:500]
+    if role == "anonymous":  # sent to the login page (htmx: HX-Redirect), nothing changed
+        assert response.status_code in (302, 401, 403) or (
+            response.status_code == 204 and "login" in response.get("HX-Redirect", "")), \
+            response.status_code
+        assert not changed()
+    elif role in allowed:
+        assert response.status_code in (200, 204, 302), response.content[:500]
         assert changed()
     else:
         assert response.status_code == 403

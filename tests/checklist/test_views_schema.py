@@ -72,7 +72,7 @@ def test_lead_approves_and_the_item_is_ticked(client, users, runbook, media):
     assert "Approve this unified_schema.sql" not in row
 
 
-@pytest.mark.parametrize("role", ["member", "auditor"])
+@pytest.mark.parametrize("role", ["member", "auditor", "admin"])
 def test_only_leads_approve(client, users, runbook, media, role):
     evidence = make_schema(runbook, users["member"], media, "CREATE TABLE a (id int);")
     response = login(client, users[role]).post(

@@ -48,12 +48,23 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,63}")
 
 
 def client_address(request):
-    """The client's address: REMOTE_ADDR, or the header a trusted proxy sets (CLIENT_ADDR_HEADER,
-    e.g. DO-Connecting-IP on App Platform), which only that proxy can write."""
-    header = settings.CLIENT_ADDR_HEADER
+    """The client's address, as audit events and login throttling see it.
+
+    CLIENT_ADDR_HEADER (e.g. DO-Connecting-IP), when set, is a header only the trusted proxy
+    writes. Else, with TRUSTED_PROXY_COUNT = N > 0 (App Platform: 1), X-Forwarded-For's N-th
+    entry from the right: each trusted proxy appends the address it saw, so the entries left of
+    it are whatever the client sent and are never believed. With 0 (a local run), REMOTE_ADDR.
+    """
     value = ""
+    header = settings.CLIENT_ADDR_HEADER
     if header:
         value = request.headers.get(header, "").split(",")[0].strip()
+    count = settings.TRUSTED_PROXY_COUNT
+    if not value and count > 0:
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")
+                if h.strip()]
+        if hops:
+            value = hops[-count] if len(hops) >= count else hops[0]
     value = value or request.META.get("REMOTE_ADDR", "")
     try:
         return str(ipaddress.ip_address(value))

@@ -60,6 +60,9 @@ if not AUDIT_SIGNING_KEY:
 AUDIT_DIGEST_DIR = Path(env("AUDIT_DIGEST_DIR", default=str(VAR_DIR / "audit-digests")))
 # A header a trusted proxy sets to the client's address (e.g. DO-Connecting-IP); empty: REMOTE_ADDR.
 CLIENT_ADDR_HEADER = env("CLIENT_ADDR_HEADER", default="")
+# Proxies in front of the app that append to X-Forwarded-For (App Platform: 1; local: 0, and
+# then the header is ignored, since anyone can send it).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -165,7 +168,11 @@ GO_LIVE_APPROVALS_REQUIRED = env.int("GO_LIVE_APPROVALS_REQUIRED", default=2)
 # --- Login throttling (django-axes) ---------------------------------------------------------
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Lock the (username, address) pair, never a username from every address nor an address for
+# every user: behind one proxy everyone could share an address, and anyone could lock out anyone.
+# Failures for unknown usernames lock only that (unknown name, address) pair.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "checklist.middleware.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "checklist.views.lockout"  # a plain page saying when to try again

@@ -103,7 +103,12 @@ def test_go_live_page_shows_missing_and_approvals(client, users, runbook):
     body = client.get(reverse("go-live", args=[runbook.pk])).content.decode()
     assert "Go-live needs 1 more lead approval(s)." in body
     assert "lead2 approved" in body
-    assert "Approve go-live" in body  # admin is a lead and did not request
+    assert "Approve go-live" not in body  # an admin who is not a lead never approves
+    from tests.conftest import make_user
+
+    login(client, make_user("lead3", "lead"))
+    body = client.get(reverse("go-live", args=[runbook.pk])).content.decode()
+    assert "Approve go-live" in body  # a lead who did not request
 
 
 def test_item_detail_shows_history_and_notes(client, users, runbook):

@@ -119,7 +119,15 @@ def _where(state):
 
 
 def _check_version(state, expected_version, user, action):
-    if expected_version is not None and int(expected_version) != state.version:
+    if expected_version is not None:
+        try:
+            expected_version = int(str(expected_version).strip())
+            if not 0 <= expected_version < 2**31:
+                raise ValueError
+        except ValueError:
+            _check(rules.Decision(False, "'version' must be the item's version number, as the "
+                                         "page sent it.", 400), user, action, **_where(state))
+    if expected_version is not None and expected_version != state.version:
         who = state.checked_by.get_username() if state.checked_by else "someone"
         _check(
             rules.Decision(False, f"This item was changed by {who} since you loaded it; "

@@ -13,7 +13,7 @@ import json
 import tempfile
 import zipfile
 
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponseBadRequest, FileResponse, HttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -87,7 +87,9 @@ def _exported_rows(request, runbook, fmt):
     refusal = history_access(request, runbook, "export")
     if refusal:
         return None, refusal
-    _, events = filtered_events(request, runbook)
+    form, events = filtered_events(request, runbook)
+    if form.problem():
+        return None, HttpResponseBadRequest(form.problem(), content_type="text/plain")
     rows = [event_row(e) for e in events]
     _record_export(request, runbook, fmt, events=len(rows), filters=_filters(request))
     return rows, None

@@ -3,10 +3,11 @@ from django import forms
 
 
 class HistoryFilterForm(forms.Form):
-    """Filters of the audit history; every field is optional and a bad value is ignored."""
+    """Filters of the audit history; every field is optional, and a bad value is a 400 naming it
+    (never a database error: ids are bounded to what the id column holds)."""
 
     phase = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
-    item = forms.IntegerField(required=False, min_value=1, label="Item id")
+    item = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1, label="Item id")
     person = forms.CharField(required=False, max_length=150)
     action = forms.ChoiceField(required=False)
     date_from = forms.DateField(required=False, label="From",
@@ -20,6 +21,13 @@ class HistoryFilterForm(forms.Form):
         self.fields["action"].choices = [("", "Any action")] + [(a, a) for a in actions]
         self.fields["person"].widget = forms.Select(
             choices=[("", "Anyone")] + [(p, p) for p in people])
+
+    def problem(self):
+        """What is wrong with the filters, in one line naming the fields, or "" when nothing."""
+        if not self.is_bound or self.is_valid():
+            return ""
+        return "Bad filter: " + "; ".join(
+            f"{name}: {' '.join(errors)}" for name, errors in self.errors.items())
 
     def filter(self, events):
         if not self.is_valid():

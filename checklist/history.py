@@ -58,6 +58,9 @@ def history_page(request, runbook_id):
     if refusal:
         return refusal
     form, events = filtered_events(request, runbook)
+    problem = form.problem()
+    if problem:  # a bad filter shows no events rather than all of them
+        events = events.none()
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     states = dict(ItemState.objects.filter(runbook=runbook).values_list("item_id", "pk"))
     for event in page:
@@ -71,4 +74,5 @@ def history_page(request, runbook_id):
         "query": query.urlencode(),
         "chain": chain_status(),
         "digests": digests.listing(limit=DIGESTS_LISTED),
-    })
+        "filter_problem": problem,
+    }, status=400 if problem else 200)

@@ -12,7 +12,7 @@ from django.core.cache import caches
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -362,7 +362,11 @@ def runbook_list(request):
 @require_POST
 @reader_required
 def runbook_start(request):
-    template = get_object_or_404(ChecklistTemplate, pk=request.POST.get("template"))
+    raw = request.POST.get("template", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return HttpResponseBadRequest("'template' must be the id of a checklist template.",
+                                      content_type="text/plain")
+    template = get_object_or_404(ChecklistTemplate, pk=int(raw))
     try:
         runbook = actions.start_runbook(request.user, template, request.POST.get("name", ""))
     except actions.Refused as refused:

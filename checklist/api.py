@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import rules
+from . import params as job_params, rules
 from .actions import Refused, deny
 from .models import ApiToken, Runbook, TaskRun
 
@@ -143,7 +143,7 @@ def run_document(run):
         "state": run.state,
         "stale": run.stale,
         "started_by": _user(run.started_by),
-        "params": run.params,
+        "params": job_params.shown(run.params),
         "progress": {"step": run.step, "percent": run.percent, "rows": run.rows,
                      "eta_seconds": run.eta_seconds},
         "created_at": _when(run.created_at),

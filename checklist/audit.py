@@ -146,6 +146,12 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def _scrubbed(value):
+    from migration.redact import scrub
+
+    return json.loads(scrub(json.dumps(value, default=str)))
+
+
 def record(action, *, actor=None, actor_label="", obj=None, runbook=None, phase=None, item=None,
            before=None, after=None):
     """Append one event to the chain and return it.
@@ -174,7 +180,9 @@ def record(action, *, actor=None, actor_label="", obj=None, runbook=None, phase=
             phase=phase,
             item=item,
             before=_jsonable(before),
-            after=_jsonable(after),
+            # A refusal quotes what was refused: scrub any credential it carries (a malformed
+            # URL is still a password) before it is hashed, stored and exported.
+            after=_jsonable(_scrubbed(after) if action == "denied" else after),
             prev_hash=last["hash"] if last else GENESIS_HASH,
             request_id=request_id,
             client_addr=client_addr,

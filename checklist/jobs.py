@@ -14,16 +14,11 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deploychecks.redact import redact_url
-
 from . import audit, params as job_params, rules
 from .actions import Refused, _check, _lock_runbook, _run
 from .models import CommandSpec, Item, JobBinding, TaskRun
 
 BINDINGS_DIR = Path(__file__).resolve().parent / "bindings"
-
-SECRET_PARAM = re.compile(r"(pass(word)?|secret|token|key|url)$", re.I)
-
 
 @dataclass(frozen=True)
 class JobKind:
@@ -92,19 +87,6 @@ def get_kind(name):
                            time_limit=spec.timeout_seconds + 60, needs_sources=False,
                            description=spec.description)
     raise Refused(rules.Decision(False, f"Unknown job kind '{name[:80]}'.", 400))
-
-
-def redact_params(params):
-    """Parameters as stored and shown: anything that looks like a secret is masked."""
-    clean = {}
-    for key, value in (params or {}).items():
-        if isinstance(value, str) and "://" in value:
-            clean[key] = redact_url(value)
-        elif SECRET_PARAM.search(key) and not key.endswith("url"):
-            clean[key] = "***"
-        else:
-            clean[key] = value
-    return clean
 
 
 def bind_known_template(template):
@@ -200,23 +182,25 @@ def _start(user, runbook, kind, params):
     try:
         with transaction.atomic():  # the database allows one active run per kind and runbook
             run = TaskRun.objects.create(runbook=runbook, kind=kind.name, started_by=user,
-                                         params=redact_params(params))
+                                         params=job_params.for_storage(kind, params))
     except IntegrityError:
         _check(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
                                      "on this runbook.", 409), user, f"job:{kind.name}", **where)
     run.items.set(items)
     audit.record("job-start", actor=user, obj=run, runbook=runbook,
-                 after={"kind": kind.name, "params": run.params, "items": [i.pk for i in items]})
+                 after={"kind": kind.name, "params": job_params.shown(run.params),
+                        "items": [i.pk for i in items]})
     # Queue only once the run is committed, so the worker always finds it.
-    transaction.on_commit(lambda: _enqueue(run, params, kind))
+    transaction.on_commit(lambda: _enqueue(run, kind))
     return run
 
 
-def _enqueue(run, params, kind):
+def _enqueue(run, kind):
     from .tasks import run_job
 
     try:
-        result = run_job.apply_async(args=[run.pk], kwargs={"params": params},
+        # The message carries the run id only: broker files and queues never hold parameters.
+        result = run_job.apply_async(args=[run.pk],
                                      soft_time_limit=kind.time_limit,
                                      time_limit=kind.time_limit + 30)
     except Exception as exc:  # the broker is down: say so on the run, lose nothing

@@ -117,3 +117,37 @@ def validate(user, kind, raw):
         if not decision:
             return {}, decision
     return cleaned, rules.ALLOW
+
+
+# --- how a run keeps its parameters -------------------------------------------------------------
+# The Celery message carries only the run id; the parameters live on the TaskRun row. A secret
+# parameter is kept as {"encrypted": <Fernet token>} (the target URL's key) and shown as ***.
+ENCRYPTED = "encrypted"
+
+
+def for_storage(kind, cleaned):
+    """`cleaned` as the TaskRun row keeps it: secret parameters encrypted."""
+    from .targets import encrypt
+
+    declared = {p.name: p for p in kind.params}
+    return {k: ({ENCRYPTED: encrypt(str(v))} if declared[k].secret else v)
+            for k, v in cleaned.items()}
+
+
+def from_storage(stored):
+    """(parameters, secret values) for the worker, decrypted from the row."""
+    from .targets import decrypt
+
+    params, secrets = {}, []
+    for key, value in (stored or {}).items():
+        if isinstance(value, dict) and set(value) == {ENCRYPTED}:
+            value = decrypt(value[ENCRYPTED])
+            secrets.append(value)
+        params[key] = value
+    return params, secrets
+
+
+def shown(stored):
+    """The row's parameters as pages, the API, exports and audit events show them."""
+    return {k: ("***" if isinstance(v, dict) and set(v) == {ENCRYPTED} else v)
+            for k, v in (stored or {}).items()}

@@ -24,6 +24,15 @@ def encrypt(url):
     return _fernet().encrypt(url.encode()).decode()
 
 
+def decrypt(token):
+    """The plain text of `encrypt`'s token; ValueError when the key changed since."""
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise ValueError("A stored secret cannot be decrypted: SECRET_KEY or TARGET_URL_KEY "
+                         "changed since it was saved.") from None
+
+
 def target_url(runbook):
     """The plain URL, for the worker that connects to it; never log or render it."""
     try:

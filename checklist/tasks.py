@@ -35,7 +35,7 @@ from django.utils import timezone
 from deploychecks.redact import scrub
 from migration.safe_files import UnsafeFile, resolve_under_roots
 
-from . import actions, audit, digests, lifeline
+from . import actions, audit, digests, lifeline, params as job_params
 from .evidence import file_sha256
 from .models import Evidence, Runbook, TaskRun
 
@@ -176,8 +176,7 @@ def _heartbeat(run_id, stop):
 
 
 @shared_task(bind=True, acks_late=True, name="checklist.run_job")
-def run_job(self, run_id, params=None):
-    params = params or {}
+def run_job(self, run_id):
     claimed = TaskRun.objects.filter(pk=run_id, state=TaskRun.QUEUED).update(
         state=TaskRun.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(),
         worker=self.request.hostname or socket.gethostname(), worker_pid=os.getpid(),
@@ -190,7 +189,8 @@ def run_job(self, run_id, params=None):
             error="The worker running this job stopped; re-run it to resume.")
         return
     run = TaskRun.objects.select_related("runbook", "started_by").get(pk=run_id)
-    secrets = [params.get(k) for k in params if "password" in k.lower() or "secret" in k.lower()]
+    # The parameters come from the run's row (checked when it was queued), never the message.
+    params, secrets = job_params.from_storage(run.params)
     ctx = JobContext(run, params, secrets=secrets)
     ctx.log(f"{run.kind} started on {run.worker} by {run.started_by or 'system'}")
     stop = threading.Event()

@@ -22,6 +22,13 @@ _KV_PASSWORD = re.compile(
 )
 
 
+# user:password@host anywhere, with or without a (well-formed) scheme: `postgresql//u:pw@h`,
+# `u:pw@h`. The password runs to the last '@' before whitespace, as in a URL.
+_USERINFO_PASSWORD = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9._%+-])(?!mailto:)[A-Za-z0-9._%+-]+:)(?P<pw>[^\s/?#]*[^\s/?#@:])@"
+    r"(?=[A-Za-z0-9\[])", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
     """Return `url` with its password (and password-like query parameters) replaced by ***.
 
@@ -77,6 +84,8 @@ def scrub(text: object, *secrets: str) -> str:
     """`text` with URL passwords, ``password=...`` pairs and each given secret replaced by ***."""
     out = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", str(text))
     out = _KV_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}", out)
+    out = _USERINFO_PASSWORD.sub(
+        lambda m: m.group(0) if m.group("pw") == MASK else f"{m.group('head')}{MASK}@", out)
     for secret in secrets:
         if secret and len(secret) >= 3:  # shorter "secrets" would shred ordinary words
             out = out.replace(secret, MASK)

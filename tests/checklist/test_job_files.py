@@ -77,7 +77,7 @@ def test_checked_files_are_held_to_the_check_file_roots(runbook, users, tmp_path
         cs.app_spec_path = path
         cs.save()
         run = TaskRun.objects.create(runbook=runbook, kind="check-app-spec", started_by=users["lead"])
-        run_job(run.pk, params={})
+        run_job(run.pk)
         run.refresh_from_db()
         assert run.state == "failed"
         assert f"checked file {path}: {why}" in run.error

@@ -73,9 +73,9 @@ def run_here(user, runbook, kind, params=None):
     """Run a job's real task body in this process (no worker): TaskRun, handler, evidence,
     earned ticks, and the after-run hook once committed."""
     run = TaskRun.objects.create(runbook=runbook, kind=kind, started_by=user,
-                                 params=jobs.redact_params(params or {}))
+                                 params=params or {})
     run.items.set(jobs.items_for(runbook, kind))
-    run_job(run.pk, params=params or {})
+    run_job(run.pk)
     run.refresh_from_db()
     return run
 

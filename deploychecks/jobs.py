@@ -21,7 +21,7 @@ from checklist.jobs import JobKind, register
 from checklist.params import LEAD, Param
 from checklist.tasks import JobResult
 
-from . import registry
+from . import reach, registry
 from .models import RunbookCheckSettings
 from .redact import scrub, url_password
 from .report import CheckInputError
@@ -163,6 +163,11 @@ def check_connectivity(ctx):
 
 def check_http(ctx):
     cs = _settings(ctx)
+    beyond = reach.problems(cs.deployed_url, cs.health_path, cs.http_paths, cs.http_url)
+    if beyond:  # settings saved before the rule: refused here too, nothing is requested
+        message = "check settings reach beyond the deployed app: " + "; ".join(beyond)
+        return JobResult(ok=False, error=message, report={"name": "http", "ok": False,
+                                                          "error": message})
     return run_check(ctx, "http", {
         "url": cs.deployed_url, "http_url": cs.http_url, "health_path": cs.health_path,
         "ca_file": cs.ca_file,

@@ -7,7 +7,7 @@ from checklist import actions, rules
 from checklist.models import Runbook
 from checklist.views import reader_required
 
-from . import criteria, monitor, readonly_sql, triggers
+from . import criteria, monitor, reach, readonly_sql, triggers
 from .models import RunbookCheckSettings
 
 SETTINGS_FIELDS = RunbookCheckSettings.FIELDS
@@ -30,6 +30,13 @@ class CheckSettingsForm(forms.ModelForm):
             return readonly_sql.check_all(self.cleaned_data["performance_queries"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        data = super().clean()
+        for problem in reach.problems(data.get("deployed_url"), data.get("health_path"),
+                                      data.get("http_paths"), data.get("http_url")):
+            self.add_error(None, problem)
+        return data
 
     def clean_webhook_url(self):
         url = self.cleaned_data["webhook_url"].strip()

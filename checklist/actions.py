@@ -423,6 +423,8 @@ def set_contact(user, runbook, field, value):
 @_run
 def start_runbook(user, template, name):
     """Start a runbook on one template version: one ItemState per item, all unticked."""
+    # The template's row lock orders this start with a lead's change of its gating.
+    template = ChecklistTemplate.objects.select_for_update().get(pk=template.pk)
     _check(rules.can_start_runbook(user), user, "start-runbook", obj=template)
     name = (name or "").strip()
     problem = rules.runbook_name_problem(name)
@@ -454,6 +456,37 @@ def _template_name(name, parsed):
     return name
 
 
+@_run
+def upload_template(user, text, name=None):
+    """A lead imports a checklist through the web (the command imports as the operator).
+    Returns (template, created); raises importer.ChecklistParseError naming the line."""
+    _check(rules.can_import_template(user), user, "template-import")
+    return import_template(text, name=name, user=user)
+
+
+@_run
+def set_phase_gating(user, phase, kind):
+    """A lead makes a phase gated or not gated (or a rollback plan / success criteria) before
+    the first runbook starts on its template version."""
+    template = ChecklistTemplate.objects.select_for_update().get(pk=phase.template_id)
+    phase = Phase.objects.get(pk=phase.pk)
+    where = {"obj": phase}
+    _check(rules.can_change_gating(user, template), user, "phase-gating", **where)
+    if kind not in dict(Phase.KIND_CHOICES):
+        choices = ", ".join(dict(Phase.KIND_CHOICES))
+        _check(rules.Decision(False, f"kind: one of {choices}, not '{str(kind)[:40]}'.", 400),
+               user, "phase-gating", **where)
+    _check(rules.keeps_a_gated_phase(template, phase, kind), user, "phase-gating", **where)
+    before = {"phase": phase.title, "kind": phase.kind, "gating_reason": phase.gating_reason}
+    phase.kind = kind
+    phase.gating_reason = f"set by {user.get_username()}, a lead"
+    phase.save(update_fields=["kind", "gating_reason"])
+    audit.record("phase-gating", actor=user, before=before,
+                 after={"phase": phase.title, "template": str(template), "kind": kind,
+                        "gating_reason": phase.gating_reason}, **where)
+    return phase
+
+
 @transaction.atomic
 def import_template(text, name=None, user=None):
     """Parse Markdown checklist text and store it as a new template version.
@@ -479,12 +512,13 @@ def import_template(text, name=None, user=None):
         sha256=sha,
         guidance=[{"title": g.title, "markdown": g.markdown} for g in parsed.guidance],
         computed_sections=list(parsed.computed_sections),
+        import_notes=[{"line": line, "message": message} for line, message in parsed.notes],
         imported_by=user if user is not None and user.is_authenticated else None,
     )
     items = []
     for p_order, p in enumerate(parsed.phases):
         phase = Phase.objects.create(template=template, order=p_order, title=p.title, kind=p.kind,
-                                     source_line=p.line)
+                                     source_line=p.line, gating_reason=p.gating_reason[:300])
         for g_order, g in enumerate(p.groups):
             group = Group.objects.create(phase=phase, order=g_order, section=g.section,
                                          title=g.title, source_line=g.line)

@@ -17,18 +17,25 @@ How the Markdown maps to the structure (see ``/work/shared/seed/mingus-deploymen
   - "Checklist Completion" is worked out by the app, so only its title is kept
     (``computed_sections``);
   - "Next Steps", and any other section without checkboxes, is ``ParsedGuidance``;
-  - any other section with checkboxes is a ``gated`` phase, in document order.
+  - any other section with checkboxes is a phase, in document order (gated unless its
+    heading says otherwise, see ``gating_of``).
 
-* Inside a phase, ``###`` headings name the section of the groups below them. A top-level
-  ``- [ ] **Group**`` list item is a ``ParsedGroup``; the ``- [ ]`` items nested one level under
-  it are its ``ParsedItem`` s. Item text drops bold/italic markers and keeps inline code in
-  back-ticks; ``if_applicable`` is set when it says "(if applicable)".
+* Inside a phase (see ``_parse_phase``): ``###`` (or deeper) headings with ``- [ ]`` items
+  under them are groups; a ``- [ ] **Group**`` list item with items nested one level under it
+  is a group too (the seed's shape), the nearest heading above being its section; items written
+  directly under the phase heading form a group named after the phase, or "General". Items may
+  be ``-``, ``*``, ``+`` or ``1.`` list items; their text drops bold/italic markers, keeps inline
+  code in back-ticks, joins lines, and drops ``<!-- comments -->``; ``if_applicable`` is set
+  when it says "(if applicable)". Prose inside a phase is kept as guidance.
+* Checkboxes before the first ``##`` (a flat task list) are one phase named after the title.
+* Phases are gated in order unless their heading says otherwise (``gating_of``); numbering
+  ("1.", "Phase 2:") is dropped from headings.
 * Paragraphs between a ``---`` and the next ``##`` (the closing notes) are ``ParsedGuidance``
   too, titled by their bold lead ("IMPORTANT").
-* ``- [x]`` is read like ``- [ ]``: a template carries no state, ticking happens in the app.
+* ``- [x]`` is read like ``- [ ]`` with a note in ``notes``: a template carries no state.
 
-Anything else (no title, a checkbox outside a section, a group without items, an item nested
-too deep, stray prose inside a phase, bytes that are not UTF-8, ...) raises
+Unusable input (no title, no checkbox at all, an item nested under an item, two groups of one
+name in a phase, text longer than its field, a NUL byte, bytes that are not UTF-8, ...) raises
 ``ChecklistParseError`` naming the line, so a broken file never half-imports.
 
 Double-encoded text ("ğŸš€" for "🚀") is repaired with ftfy first; see ``repair_text``.
@@ -49,7 +56,13 @@ from markdown_it.tree import SyntaxTreeNode
 GATED = "gated"
 ROLLBACK = "rollback"
 SUCCESS = "success"
-PHASE_KINDS = (GATED, ROLLBACK, SUCCESS)
+OPEN = "open"  # not gated: open from the start, worked alongside the gated phases
+PHASE_KINDS = (GATED, ROLLBACK, SUCCESS, OPEN)
+
+# The group of items written directly under a phase heading that has other groups too.
+GENERAL_GROUP = "General"
+
+_PHASE = "phase"  # a section with checkboxes: a phase, gated or not as its heading says
 
 _CONTACTS = "contacts"
 _COMPUTED = "computed"
@@ -115,6 +128,7 @@ class ParsedPhase:
     kind: str  # one of PHASE_KINDS
     line: int
     groups: list[ParsedGroup] = field(default_factory=list)
+    gating_reason: str = ""  # why the phase is (or is not) gated, for the import report
 
 
 @dataclass
@@ -141,6 +155,8 @@ class ParsedChecklist:
     contacts: list[ParsedContact] = field(default_factory=list)
     guidance: list[ParsedGuidance] = field(default_factory=list)
     computed_sections: list[str] = field(default_factory=list)
+    # (line, message): what the import changed or left out, for the import report.
+    notes: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def group_count(self) -> int:
@@ -226,17 +242,28 @@ def parse_checklist(text: str | bytes) -> ParsedChecklist:
         raise ChecklistParseError(1, "the checklist is empty")
     text = repair_text(text)
     lines = text.split("\n")
-    blocks = SyntaxTreeNode(_MARKDOWN.parse(text)).children
-    if not blocks:  # e.g. nothing but a link reference definition
+    # Raw HTML blocks (comments above all) hold nothing to import; the source keeps them.
+    blocks = [b for b in SyntaxTreeNode(_MARKDOWN.parse(text)).children if b.type != "html_block"]
+    if not blocks:  # e.g. nothing but a link reference definition or a comment
         raise ChecklistParseError(1, "the checklist must start with a '# ' title")
 
     checklist, rest = _parse_header(blocks)
+    preamble = []
+    while rest and not (_is_heading(rest[0], "h2") or rest[0].type == "hr"):
+        preamble.append(rest.pop(0))
+    if _has_checkbox(preamble):
+        # A flat task list (or groups under '###' with no '##' above them): one phase, named
+        # after the checklist.
+        title = _strip_numbering(_strip_icon(checklist.title))
+        _add_section(checklist, title, _line(preamble[0]), None, preamble, lines)
+    else:
+        checklist.guidance.extend(_loose_note(block, lines) for block in preamble)
     first_seen: dict[str, int] = {}
     for heading, body in _sections(rest):
         if heading is None:
             checklist.guidance.extend(_loose_note(block, lines) for block in body)
             continue
-        title, line = _heading_text(heading), _line(heading)
+        title, line = _strip_numbering(_heading_text(heading)), _line(heading)
         if not title:
             raise ChecklistParseError(line, "section heading is empty")
         key = " ".join(title.casefold().split())
@@ -249,8 +276,14 @@ def parse_checklist(text: str | bytes) -> ParsedChecklist:
 
     if not checklist.phases:
         raise ChecklistParseError(
-            1, "no checkbox items found: add a '## ' section with '- [ ] **Group**' lists"
+            1, "no checkbox items found: write tasks as '- [ ] ...' under '## ' phase headings"
         )
+    if not any(phase.kind == GATED for phase in checklist.phases):
+        # A runbook is signed off phase by phase: with no gated phase it could never go live.
+        first = checklist.phases[0]
+        first.kind, first.gating_reason = GATED, (
+            f"gated although its heading reads otherwise ({first.gating_reason}): "
+            "a checklist needs at least one gated phase to be signed off")
     return checklist
 
 
@@ -305,13 +338,12 @@ def _parse_header(blocks: list[SyntaxTreeNode]) -> tuple[ParsedChecklist, list[S
             checklist.subtitle = _bounded(_inline_text(candidate).strip(), _line(candidate),
                                           "subtitle")
             position += 1
+    # '### **Key**: value' lines right under the title are metadata; any other '###' there is
+    # the first group of a checklist without '##' phases.
     while position < len(blocks) and _is_heading(blocks[position], "h3"):
-        heading = blocks[position]
-        key, colon, value = _inline_text(heading).partition(":")
-        if not colon or not key.strip():
-            raise ChecklistParseError(
-                _line(heading), "expected '### **Key**: value' metadata before the first section"
-            )
+        key, colon, value = _inline_text(blocks[position]).partition(":")
+        if not colon or not key.strip() or len(key) > 60:
+            break
         checklist.metadata[key.strip()] = value.strip()
         position += 1
     return checklist, blocks[position:]
@@ -337,12 +369,14 @@ def _sections(blocks):
 
 
 def _loose_note(block: SyntaxTreeNode, lines: list[str]) -> ParsedGuidance:
-    if block.type == "heading":
-        raise ChecklistParseError(_line(block), f"{_describe(block)} outside any '## ' section")
     if _has_checkbox([block]):
-        raise ChecklistParseError(_line(block), "checkbox item outside any '## ' section")
+        raise ChecklistParseError(
+            _line(block), "checkbox item after a '---' rule, outside any '## ' section: "
+            "put a '## ' heading above it")
     title = "Note"
-    if block.type == "paragraph":
+    if block.type == "heading":
+        title = _heading_text(block) or title
+    elif block.type == "paragraph":
         # markdown-it puts an empty text node before a leading "**".
         lead = [node for node in block.children[0].children if node.content or node.children]
         if lead and lead[0].type == "strong":
@@ -352,9 +386,12 @@ def _loose_note(block: SyntaxTreeNode, lines: list[str]) -> ParsedGuidance:
 
 def _add_section(checklist, title, line, role, body, lines) -> None:
     if role is None:
-        role = GATED if _has_checkbox(body) else _GUIDANCE
-    if role in PHASE_KINDS:
-        checklist.phases.append(_parse_phase(title, role, line, body))
+        role = _PHASE if _has_checkbox(body) else _GUIDANCE
+    if role == _PHASE or role in PHASE_KINDS:
+        phase, notes = _parse_phase(title, role, line, body, checklist.notes)
+        checklist.phases.append(phase)
+        if notes:
+            checklist.guidance.append(ParsedGuidance(phase.title, _source(notes, lines), _line(notes[0])))
     elif role == _CONTACTS:
         checklist.contacts.extend(_parse_contacts(body))
     elif role == _COMPUTED:
@@ -363,24 +400,104 @@ def _add_section(checklist, title, line, role, body, lines) -> None:
         checklist.guidance.append(ParsedGuidance(title, _source(body, lines), line))
 
 
-def _parse_phase(title: str, kind: str, line: int, body) -> ParsedPhase:
-    phase = ParsedPhase(title=_bounded(title, line, "phase title"), kind=kind, line=line)
-    section = ""
+# --- Gating ----------------------------------------------------------------------------------
+
+# A heading may say how its phase is gated, in brackets: "## Monitoring (not gated)".
+_GATING_MARKER = re.compile(
+    r"\s*[(\[]\s*(not gated|ungated|any ?time|any order|gated|in order)\s*[)\]]\s*$", re.I)
+# Sections worked when needed or judged at the end, never one after another (as the seed's
+# Rollback Plan and Success Criteria).
+_NOT_IN_ORDER = [
+    (re.compile(r"\b(roll ?back|back ?out|revert)\b", re.I), ROLLBACK,
+     "a rollback section is worked when it is needed, not in order"),
+    (re.compile(r"\b(success|acceptance) (criteria|metrics)\b|\bdefinition of done\b", re.I),
+     SUCCESS, "success criteria are judged as the deployment goes, not worked in order"),
+    (re.compile(r"\b(monitoring|on-?call|ongoing|continuous|appendix|reference|troubleshooting)\b",
+                re.I), OPEN, "a monitoring-like section runs alongside the others"),
+]
+
+
+def gating_of(title: str) -> tuple[str, str, str]:
+    """(kind, title without a gating marker, why) for a phase heading, e.g.
+    "Rollback" -> (ROLLBACK, "Rollback", "a rollback section is worked when ...")."""
+    marker = _GATING_MARKER.search(title)
+    if marker:
+        said = marker.group(1).lower()
+        bare = title[: marker.start()].strip() or title
+        kind = GATED if said in ("gated", "in order") else OPEN
+        return kind, bare, f"the heading says '({marker.group(1)})'"
+    for pattern, kind, why in _NOT_IN_ORDER:
+        if pattern.search(title):
+            return kind, title, why
+    return GATED, title, "phases are gated in order unless their heading says otherwise"
+
+
+# --- Phases, groups and items ----------------------------------------------------------------
+
+
+def _parse_phase(title: str, role: str, line: int, body, notes_out) -> tuple[ParsedPhase, list]:
+    """Read one phase. Every shape below is accepted, mixed as the author likes:
+
+    * ``### Group`` (or deeper) headings with ``- [ ] item`` lists under them;
+    * ``- [ ] **Group**`` list items with their items nested one level under them (the seed's
+      shape; the box on the group line is optional), the nearest heading above being the
+      group's section;
+    * ``- [ ] item`` written directly under the phase heading: a group named after the phase,
+      or "General" when the phase has other groups too.
+
+    Returns the phase and its prose (paragraphs, plain lists, code), kept as guidance.
+    """
+    if role in PHASE_KINDS:
+        kind, why = role, next(w for _, k, w in _NOT_IN_ORDER if k == role)
+    else:
+        kind, title, why = gating_of(title)
+    phase = ParsedPhase(title=_bounded(title, line, "phase title"), kind=kind, line=line,
+                        gating_reason=why)
+    direct = None  # the group of items written directly under the phase heading
+    heading_group = None  # the group the latest sub-heading opened (saved once it has items)
+    headings: dict[int, str] = {}  # the open sub-headings by level
+    prose = []
     for block in body:
-        if _is_heading(block, "h3"):
-            section = _bounded(_heading_text(block), _line(block), "section")
-        elif block.type in _LISTS:
-            phase.groups.extend(_parse_group(item, section) for item in block.children)
-        else:
-            raise ChecklistParseError(
-                _line(block),
-                f"unexpected {_describe(block)} in phase '{title}': "
-                "only '### ' headings and '- [ ]' lists belong there",
-            )
+        if block.type == "heading":
+            level = int(block.tag[1])
+            text = _strip_numbering(_heading_text(block))
+            if not text:
+                raise ChecklistParseError(_line(block), "heading is empty")
+            for deeper in [lvl for lvl in headings if lvl >= level]:
+                del headings[deeper]
+            outer = [headings[lvl] for lvl in sorted(headings)]
+            headings[level] = _bounded(text, _line(block), "section")
+            heading_group = ParsedGroup(title=_bounded(text, _line(block), "group title"),
+                                        section=outer[-1] if outer else "", line=_line(block))
+            continue
+        if block.type not in _LISTS or not _has_checkbox([block]):
+            prose.append(block)
+            continue
+        has_groups = any(_nested_lists(node) for node in block.children)
+        for node in block.children:
+            if _nested_lists(node):
+                group = _parse_group(node, headings[max(headings)] if headings else "", notes_out)
+                phase.groups.append(group)
+                continue
+            if has_groups and _is_all_bold(_split_list_item(node)[0]):
+                raise ChecklistParseError(
+                    _line(node), f"group '{_item_text(node)[0]}' has no items")
+            item = _parse_item(node, notes_out)
+            if heading_group is not None:
+                if not any(g is heading_group for g in phase.groups):
+                    phase.groups.append(heading_group)
+                heading_group.items.append(item)
+            else:
+                if direct is None:
+                    direct = ParsedGroup(title="", section="", line=item.line)
+                    phase.groups.append(direct)
+                direct.items.append(item)
     if not phase.groups:
-        raise ChecklistParseError(line, f"phase '{title}' has no '- [ ] **Group**' lists")
+        raise ChecklistParseError(line, f"phase '{title}' has no '- [ ]' items")
+    if direct is not None:
+        direct.title = phase.title if len(phase.groups) == 1 else GENERAL_GROUP
     _refuse_duplicate_groups(phase)
-    return phase
+    return phase, prose
 
 
 def _refuse_duplicate_groups(phase: ParsedPhase) -> None:
@@ -397,35 +514,63 @@ def _refuse_duplicate_groups(phase: ParsedPhase) -> None:
         first_seen[key] = group.line
 
 
-def _parse_group(node: SyntaxTreeNode, section: str) -> ParsedGroup:
-    head, rest = _split_list_item(node)
-    title = _checkbox_text(head, node)
-    sublists = [child for child in rest if child.type in _LISTS]
-    if len(sublists) != len(rest):
-        stray = next(child for child in rest if child.type not in _LISTS)
-        raise ChecklistParseError(_line(stray), f"unexpected {_describe(stray)} in group '{title}'")
-    if not sublists:
-        if _is_all_bold(head):
-            raise ChecklistParseError(_line(node), f"group '{title}' has no items")
-        raise ChecklistParseError(
-            _line(node), f"item '{title}' has no group: indent it under a '- [ ] **Group**' line"
-        )
-    items = [_parse_item(item) for sublist in sublists for item in sublist.children]
+def _nested_lists(node: SyntaxTreeNode) -> list[SyntaxTreeNode]:
+    """The lists under a list item that hold checkboxes: what makes the item a group."""
+    return [child for child in _content(node)[1:]
+            if child.type in _LISTS and _has_checkbox([child])]
+
+
+def _parse_group(node: SyntaxTreeNode, section: str, notes_out) -> ParsedGroup:
+    title, _ = _item_text(node, box_required=False)
+    sublists = _content(node)[1:]
+    for child in sublists:
+        if child.type not in _LISTS:
+            raise ChecklistParseError(_line(child), f"unexpected {_describe(child)} in group '{title}'")
+    items = [_parse_item(item, notes_out, in_group=True)
+             for sublist in sublists for item in sublist.children]
     return ParsedGroup(title=_bounded(title, _line(node), "group title"), section=section,
                        line=_line(node), items=items)
 
 
-def _parse_item(node: SyntaxTreeNode) -> ParsedItem:
-    head, rest = _split_list_item(node)
-    text = _checkbox_text(head, node)
-    if rest:
-        nested = rest[0].type in _LISTS
-        what = "checkbox nested too deep" if nested else f"unexpected {_describe(rest[0])}"
-        raise ChecklistParseError(
-            _line(rest[0]), f"{what} under item '{text}': items sit one level under their group"
-        )
-    return ParsedItem(text=_bounded(text, _line(node), "item text"), line=_line(node),
+def _parse_item(node: SyntaxTreeNode, notes_out, in_group=False) -> ParsedItem:
+    text, ticked = _item_text(node, box_required=not in_group)
+    extra = []
+    for child in _content(node)[1:]:
+        if child.type == "paragraph":
+            extra.append(_inline_text(child).strip())  # a second paragraph of the item's text
+        elif child.type in _LISTS and not _has_checkbox([child]):
+            extra.extend(_inline_text(li.children[0]).strip() for li in child.children
+                         if li.children and li.children[0].type == "paragraph")
+        else:
+            nested = child.type in _LISTS
+            what = "checkbox nested too deep" if nested else f"unexpected {_describe(child)}"
+            raise ChecklistParseError(
+                _line(child), f"{what} under item '{text}': items sit one level under their group"
+            )
+    text = " ".join([text, *[e for e in extra if e]])
+    line = _line(node)
+    if ticked:
+        notes_out.append((line, f"'{text[:60]}' was ticked ([x]) in the file; "
+                                "imported unticked: ticks are made in a runbook"))
+    return ParsedItem(text=_bounded(text, line, "item text"), line=line,
                       if_applicable=bool(_IF_APPLICABLE.search(text)))
+
+
+def _item_text(node: SyntaxTreeNode, box_required=True) -> tuple[str, bool]:
+    """(text, ticked) of a list item: its first paragraph without the '[ ]' or '[x]' box."""
+    head, _ = _split_list_item(node)
+    text = _inline_text(head).strip()
+    marker = _CHECKBOX.match(text)
+    if marker is None:
+        if box_required:
+            raise ChecklistParseError(_line(node), f"list item '{text}' has no '[ ]' checkbox")
+        if not text:
+            raise ChecklistParseError(_line(node), "list item has no text")
+        return text, False
+    rest = text[marker.end():].strip()
+    if not rest:
+        raise ChecklistParseError(_line(node), "checkbox item has no text")
+    return rest, marker.group(1) in "xX"
 
 
 def _parse_contacts(body) -> list[ParsedContact]:
@@ -483,18 +628,12 @@ def _describe(node: SyntaxTreeNode) -> str:
 def _split_list_item(node: SyntaxTreeNode) -> tuple[SyntaxTreeNode, list[SyntaxTreeNode]]:
     if not node.children or node.children[0].type != "paragraph":
         raise ChecklistParseError(_line(node), "list item has no text")
-    return node.children[0], node.children[1:]
+    return node.children[0], _content(node)[1:]
 
 
-def _checkbox_text(paragraph: SyntaxTreeNode, item: SyntaxTreeNode) -> str:
-    text = _inline_text(paragraph).strip()
-    marker = _CHECKBOX.match(text)
-    if marker is None:
-        raise ChecklistParseError(_line(item), f"list item '{text}' has no '[ ]' checkbox")
-    text = text[marker.end():].strip()
-    if not text:
-        raise ChecklistParseError(_line(item), "checkbox item has no text")
-    return text
+def _content(node: SyntaxTreeNode) -> list[SyntaxTreeNode]:
+    """A node's children without raw HTML blocks (comments): they hold nothing to import."""
+    return [child for child in node.children if child.type != "html_block"]
 
 
 def _is_all_bold(paragraph: SyntaxTreeNode) -> bool:
@@ -528,7 +667,9 @@ def _plain(nodes) -> str:
     """Render inline nodes as text: emphasis markers dropped, code and links kept as Markdown."""
     parts = []
     for node in nodes:
-        if node.type in ("text", "html_inline"):
+        if node.type == "html_inline" and node.content.startswith("<!--"):
+            parts.append(_COMMENT)  # a comment is the author's aside, not the item's text
+        elif node.type in ("text", "html_inline"):
             parts.append(node.content)
         elif node.type == "code_inline":
             parts.append(f"{node.markup}{node.content}{node.markup}")
@@ -538,7 +679,24 @@ def _plain(nodes) -> str:
             parts.append(f"[{_plain(node.children)}]({node.attrs.get('href', '')})")
         else:
             parts.append(_plain(node.children))
-    return "".join(parts)
+    return _COMMENT_GAP.sub(lambda m: " " if m.group().startswith(" ") and m.group().endswith(" ")
+                            else "", "".join(parts))
+
+
+# Where a comment stood (NUL never reaches here: _decode refuses it), and the spaces around it.
+_COMMENT = "\x00"
+_COMMENT_GAP = re.compile(r" ?\x00+ ?")
+
+
+# "1. Pre-Deployment", "2) Migration", "Phase 3: Deployment", "Step 4 - Verify": the number
+# is the position, which the order already holds.
+_NUMBERING = re.compile(
+    r"^(?:(?:phase|step|stage|part)\s+\d+\s*[.):\-\u2013\u2014]|\d+(?:\.\d+)*[.)])\s+", re.I)
+
+
+def _strip_numbering(text: str) -> str:
+    bare = _NUMBERING.sub("", text, count=1).strip()
+    return bare or text
 
 
 def _heading_text(heading: SyntaxTreeNode) -> str:

@@ -23,6 +23,8 @@ class ChecklistTemplate(models.Model):
     sha256 = models.CharField(max_length=64)
     guidance = models.JSONField(default=list, blank=True)  # [{"title", "markdown"}]
     computed_sections = models.JSONField(default=list, blank=True)
+    # What the import changed or left out ([{"line", "message"}]), shown on the template page.
+    import_notes = models.JSONField(default=list, blank=True)
     imported_at = models.DateTimeField(default=timezone.now)
     imported_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -40,14 +42,17 @@ class ChecklistTemplate(models.Model):
 
 
 class Phase(models.Model):
-    GATED, ROLLBACK, SUCCESS = "gated", "rollback", "success"
-    KIND_CHOICES = [(GATED, "Gated phase"), (ROLLBACK, "Rollback plan"), (SUCCESS, "Success criteria")]
+    GATED, ROLLBACK, SUCCESS, OPEN = "gated", "rollback", "success", "open"
+    KIND_CHOICES = [(GATED, "Gated phase"), (ROLLBACK, "Rollback plan"), (SUCCESS, "Success criteria"),
+                    (OPEN, "Not gated")]
 
     template = models.ForeignKey(ChecklistTemplate, on_delete=models.CASCADE, related_name="phases")
     order = models.PositiveIntegerField()
     title = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=KIND_CHOICES)
     source_line = models.PositiveIntegerField(null=True, blank=True)
+    # Why the phase is gated or not: what the importer read from its heading, or a lead's change.
+    gating_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["template", "order"]

@@ -104,6 +104,34 @@ def can_start_runbook(user):
     return can_lead(user)
 
 
+def can_import_template(user):
+    """Importing a checklist (a new template version) is a lead's decision."""
+    return can_lead(user)
+
+
+def can_change_gating(user, template):
+    """A lead changes which phases are gated only before the first runbook starts on this
+    version: a running runbook's phases must not lock or open under the people working it."""
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    started = template.runbooks.order_by("pk").first()
+    if started is not None:
+        return _conflict(f"Gating of {template} is fixed: runbook '{started.name}' has started on "
+                         "it. Import a new version to change it.")
+    return ALLOW
+
+
+def keeps_a_gated_phase(template, phase, kind):
+    """A template keeps at least one gated phase (a runbook goes live phase by phase)."""
+    if kind == Phase.GATED or phase.kind != Phase.GATED:
+        return ALLOW
+    if template.phases.filter(kind=Phase.GATED).exclude(pk=phase.pk).exists():
+        return ALLOW
+    return _conflict(f"{phase.title} is the only gated phase; a checklist needs one to be "
+                     "signed off and go live.")
+
+
 def runbook_name_problem(name):
     """Why `name` (already stripped) cannot name a runbook, or "" when it can."""
     from .models import Runbook
@@ -307,6 +335,9 @@ def _phase_statuses(facts):
     gated = facts.gated
     for phase in facts.phases:
         if phase.kind == Phase.GATED:
+            continue
+        if phase.kind == Phase.OPEN:  # not gated: open from the start
+            statuses[phase.pk] = _status(phase, "", facts.counts, None)
             continue
         # The Rollback Plan can be worked once Migration (the second phase) has opened; the
         # Success Criteria open with Deployment (the third). Shorter templates gate on the last.

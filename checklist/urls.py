@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, exports, history, views
+from . import api, exports, history, template_pages, views
 
 urlpatterns = [
     path("", views.runbook_list, name="runbook-list"),
@@ -44,4 +44,9 @@ urlpatterns = [
     path("runbooks/<int:runbook_id>/evidence-pack.zip", exports.evidence_pack,
          name="evidence-pack"),
     path("api/runbooks/<int:runbook_id>/", api.runbook_detail, name="api-runbook"),
+    path("templates/", template_pages.template_list, name="template-list"),
+    path("templates/import/", template_pages.template_import, name="template-import"),
+    path("templates/<int:template_id>/", template_pages.template_detail, name="template-detail"),
+    path("templates/<int:template_id>/phases/<int:phase_id>/gating/",
+         template_pages.phase_gating, name="phase-gating"),
 ]

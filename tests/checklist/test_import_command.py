@@ -57,7 +57,8 @@ def test_same_text_twice_is_one_version_and_changed_text_a_new_one(capsys, tmp_p
 
 def test_broken_markdown_is_a_clear_error_naming_the_line(tmp_path):
     bad = tmp_path / "bad.md"
-    bad.write_text("# Title\n\n## Phase\n\n  - [ ] an item with no group\n", encoding="utf-8")
+    bad.write_text("# Title\n\n## Phase\n\n- [ ] **G**\n  - [ ] a\n    - [ ] too deep\n",
+                   encoding="utf-8")
     with pytest.raises(CommandError) as exc:
         call_command("import_checklist", str(bad))
     assert "line" in str(exc.value) and str(bad) in str(exc.value)

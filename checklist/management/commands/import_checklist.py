@@ -34,11 +34,13 @@ class Command(BaseCommand):
             "sha256": template.sha256,
             "created": created,
             "phases": [
-                {"title": p.title, "kind": p.kind, "groups": p.groups.count(),
+                {"title": p.title, "kind": p.kind, "gated": p.kind == "gated",
+                 "why": p.gating_reason, "groups": p.groups.count(),
                  "items": sum(g.items.count() for g in p.groups.all())}
                 for p in phases
             ],
             "contacts": template.contact_fields.count(),
+            "notes": template.import_notes,
         }
         summary["items"] = sum(p["items"] for p in summary["phases"])
         if json:
@@ -47,8 +49,12 @@ class Command(BaseCommand):
         verb = "Imported" if created else "Already imported (same text)"
         self.stdout.write(f"{verb}: template {template.pk} '{template.name}' v{template.version}")
         for p in summary["phases"]:
-            self.stdout.write(f"  {p['title']} ({p['kind']}): {p['groups']} groups, {p['items']} items")
+            gating = "gated" if p["gated"] else f"not gated ({p['kind']})"
+            self.stdout.write(f"  {p['title']}: {p['groups']} groups, {p['items']} items; "
+                              f"{gating}: {p['why']}")
         self.stdout.write(f"  {summary['items']} items, {summary['contacts']} contact fields")
+        for note in summary["notes"]:
+            self.stdout.write(f"  note, line {note['line']}: {note['message']}")
 
 
 def _json(data):

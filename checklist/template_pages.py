@@ -1,0 +1,115 @@
+"""Pages of checklist templates: the list with a lead's import form, one version's page (its
+phases and why each is gated, what the import changed, a lead's gating control).
+
+Same habits as views.py: load what the user may see, call one action, render. A template's text
+is hostile until the importer has read it: the upload is bounded in size and every refusal is a
+400 page naming the line, never a 500.
+"""
+from django.conf import settings
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from . import actions, rules
+from .importer import ChecklistParseError
+from .models import ChecklistTemplate, Group, Item, Phase
+from .views import _refused, reader_required
+
+
+def _template(template_id):
+    return get_object_or_404(ChecklistTemplate, pk=template_id)
+
+
+def _list_context(request, **extra):
+    templates = ChecklistTemplate.objects.order_by("name", "-version")
+    return {"templates": templates, "may_import": bool(rules.can_import_template(request.user)),
+            "max_bytes": settings.CHECKLIST_MAX_BYTES, **extra}
+
+
+@require_GET
+@reader_required
+def template_list(request):
+    return render(request, "checklist/template_list.html", _list_context(request))
+
+
+@require_POST
+@reader_required
+def template_import(request):
+    """A lead uploads a Markdown file (or pastes its text): a new template version."""
+    decision = rules.can_import_template(request.user)
+    if not decision:
+        try:
+            actions.deny(request.user, "template-import", decision)
+        except actions.Refused as refused:
+            return _refused(request, refused)
+    upload = request.FILES.get("file")
+    limit = settings.CHECKLIST_MAX_BYTES
+    if upload is not None:
+        if upload.size > limit:
+            return _bad_upload(request, f"file: {upload.size} bytes, more than the {limit} allowed.")
+        raw = upload.read(limit + 1)
+    else:
+        raw = request.POST.get("text", "").encode("utf-8", errors="surrogatepass")
+        if len(raw) > limit:
+            return _bad_upload(request, f"text: {len(raw)} bytes, more than the {limit} allowed.")
+    if not raw.strip():
+        return _bad_upload(request, "file: choose a Markdown file or paste the checklist's text.")
+    name = request.POST.get("name", "").strip() or None
+    try:
+        template, created = actions.upload_template(request.user, raw, name=name)
+    except actions.Refused as refused:
+        return _refused(request, refused)
+    except ChecklistParseError as error:
+        where = getattr(upload, "name", "text")
+        return _bad_upload(request, f"{where}: {error}")
+    return redirect(reverse("template-detail", args=[template.pk]) +
+                    ("?imported=1" if created else "?same=1"))
+
+
+def _bad_upload(request, message):
+    return render(request, "checklist/template_list.html",
+                  _list_context(request, error=message), status=400)
+
+
+def template_context(request, template):
+    items = Item.objects.order_by("order")
+    groups = Group.objects.order_by("order").prefetch_related(Prefetch("items", queryset=items))
+    phases = list(template.phases.order_by("order").prefetch_related(
+        Prefetch("groups", queryset=groups)))
+    gating = rules.can_change_gating(request.user, template)
+    return {
+        "template": template,
+        "phases": phases,
+        "kinds": Phase.KIND_CHOICES,
+        "items": sum(len(g.items.all()) for p in phases for g in p.groups.all()),
+        "groups": sum(len(p.groups.all()) for p in phases),
+        "versions": ChecklistTemplate.objects.filter(name=template.name).order_by("-version"),
+        "runbooks": template.runbooks.order_by("-created_at"),
+        "may_change_gating": bool(gating),
+        "gating_fixed_reason": "" if gating or not rules.can_lead(request.user) else gating.reason,
+        "imported": request.GET.get("imported") == "1",
+        "same": request.GET.get("same") == "1",
+    }
+
+
+@require_GET
+@reader_required
+def template_detail(request, template_id):
+    template = _template(template_id)
+    return render(request, "checklist/template.html", template_context(request, template))
+
+
+@require_POST
+@reader_required
+def phase_gating(request, template_id, phase_id):
+    phase = get_object_or_404(Phase, pk=phase_id, template_id=template_id)
+    try:
+        actions.set_phase_gating(request.user, phase, request.POST.get("kind", ""))
+    except actions.Refused as refused:
+        return _refused(request, refused)
+    template = _template(template_id)
+    context = template_context(request, template)
+    if request.htmx:
+        return render(request, "checklist/_template_phases.html", context)
+    return redirect("template-detail", template_id=template.pk)

@@ -404,7 +404,9 @@ def _add_section(checklist, title, line, role, body, lines) -> None:
 
 # A heading may say how its phase is gated, in brackets: "## Monitoring (not gated)".
 _GATING_MARKER = re.compile(
-    r"\s*[(\[]\s*(not gated|ungated|any ?time|any order|gated|in order)\s*[)\]]\s*$", re.I)
+    r"\s*[(\[]\s*(not gated|ungated|any ?time|any order|gated|in order|rollback|success criteria)"
+    r"\s*[)\]]\s*$", re.I)
+_MARKED = {"gated": GATED, "in order": GATED, "rollback": ROLLBACK, "success criteria": SUCCESS}
 # Sections worked when needed or judged at the end, never one after another (as the seed's
 # Rollback Plan and Success Criteria).
 _NOT_IN_ORDER = [
@@ -424,7 +426,7 @@ def gating_of(title: str) -> tuple[str, str, str]:
     if marker:
         said = marker.group(1).lower()
         bare = title[: marker.start()].strip() or title
-        kind = GATED if said in ("gated", "in order") else OPEN
+        kind = _MARKED.get(said, OPEN)
         return kind, bare, f"the heading says '({marker.group(1)})'"
     for pattern, kind, why in _NOT_IN_ORDER:
         if pattern.search(title):

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import actions, rules
 from .importer import ChecklistParseError
 from .models import ChecklistTemplate, Group, Item, Phase
+from .template_diff import diff_templates
 from .views import _refused, reader_required
 
 
@@ -78,19 +79,33 @@ def template_context(request, template):
     phases = list(template.phases.order_by("order").prefetch_related(
         Prefetch("groups", queryset=groups)))
     gating = rules.can_change_gating(request.user, template)
+    versions = ChecklistTemplate.objects.filter(name=template.name).order_by("-version")
+    against = _compared_with(request, template, versions)
     return {
+        "against": against,
+        "diff": diff_templates(against, template) if against is not None else None,
         "template": template,
         "phases": phases,
         "kinds": Phase.KIND_CHOICES,
         "items": sum(len(g.items.all()) for p in phases for g in p.groups.all()),
         "groups": sum(len(p.groups.all()) for p in phases),
-        "versions": ChecklistTemplate.objects.filter(name=template.name).order_by("-version"),
+        "versions": versions,
         "runbooks": template.runbooks.order_by("-created_at"),
         "may_change_gating": bool(gating),
         "gating_fixed_reason": "" if gating or not rules.can_lead(request.user) else gating.reason,
         "imported": request.GET.get("imported") == "1",
         "same": request.GET.get("same") == "1",
     }
+
+
+def _compared_with(request, template, versions):
+    """The version the page diffs against: ?against=ID (same name), else the one before."""
+    wanted = request.GET.get("against", "")
+    if wanted.isdigit() and len(wanted) < 12:
+        chosen = versions.filter(pk=int(wanted)).exclude(pk=template.pk).first()
+        if chosen is not None:
+            return chosen
+    return versions.filter(version__lt=template.version).first()
 
 
 @require_GET

@@ -487,6 +487,30 @@ def set_phase_gating(user, phase, kind):
     return phase
 
 
+@_run
+def bind_item(user, item, kind, bound=True):
+    """A lead binds an item of a template version to a job kind (`bound`), or unbinds it: the job's
+    successful run then earns the item in runbooks started on that version."""
+    from .jobs import REGISTRY
+    from .models import JobBinding
+
+    item = Item.objects.select_related("group__phase").get(pk=item.pk)
+    template = ChecklistTemplate.objects.select_for_update().get(pk=item.group.phase.template_id)
+    action = "job-binding" if bound else "job-unbinding"
+    _check(rules.can_change_bindings(user, template), user, action, obj=item)
+    if kind not in REGISTRY:
+        _check(rules.Decision(False, f"kind: no job kind '{str(kind)[:50]}'.", 400), user, action,
+               obj=item)
+    exists = JobBinding.objects.filter(item=item, kind=kind).exists()
+    if bound and not exists:
+        JobBinding.objects.create(item=item, kind=kind)
+    elif not bound:
+        JobBinding.objects.filter(item=item, kind=kind).delete()
+    audit.record(action, actor=user, obj=item, before={"bound": exists},
+                 after={"template": str(template), "item": item.text, "kind": kind, "bound": bound})
+    return item
+
+
 @transaction.atomic
 def import_template(text, name=None, user=None):
     """Parse Markdown checklist text and store it as a new template version.

@@ -122,6 +122,19 @@ def can_change_gating(user, template):
     return ALLOW
 
 
+def can_change_bindings(user, template):
+    """A lead binds items to jobs until the first runbook starts on this version; a runbook in
+    progress keeps the bindings it started with (a new version takes new ones)."""
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    started = template.runbooks.order_by("pk").first()
+    if started is not None:
+        return _conflict(f"Bindings of {template} are fixed: runbook '{started.name}' has started "
+                         "on it. Import a new version to change them.")
+    return ALLOW
+
+
 def keeps_a_gated_phase(template, phase, kind):
     """A template keeps at least one gated phase (a runbook goes live phase by phase)."""
     if kind == Phase.GATED or phase.kind != Phase.GATED:

@@ -11,7 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import actions, rules
+from . import actions, jobs, rules
+from .binding_suggest import suggest
 from .importer import ChecklistParseError
 from .models import ChecklistTemplate, Group, Item, Phase
 from .template_diff import diff_templates
@@ -79,6 +80,13 @@ def template_context(request, template):
     phases = list(template.phases.order_by("order").prefetch_related(
         Prefetch("groups", queryset=groups)))
     gating = rules.can_change_gating(request.user, template)
+    may_bind = bool(rules.can_change_bindings(request.user, template))
+    bound = jobs.bindings_for(template)
+    for phase in phases:
+        for group in phase.groups.all():
+            for item in group.items.all():
+                item.bound = bound.get(item.pk, [])
+                item.suggested = suggest(item.text, jobs.REGISTRY, item.bound) if may_bind else []
     versions = ChecklistTemplate.objects.filter(name=template.name).order_by("-version")
     against = _compared_with(request, template, versions)
     return {
@@ -92,6 +100,8 @@ def template_context(request, template):
         "versions": versions,
         "runbooks": template.runbooks.order_by("-created_at"),
         "may_change_gating": bool(gating),
+        "may_bind": may_bind,
+        "job_kinds": sorted(jobs.REGISTRY),
         "gating_fixed_reason": "" if gating or not rules.can_lead(request.user) else gating.reason,
         "imported": request.GET.get("imported") == "1",
         "same": request.GET.get("same") == "1",
@@ -113,6 +123,22 @@ def _compared_with(request, template, versions):
 def template_detail(request, template_id):
     template = _template(template_id)
     return render(request, "checklist/template.html", template_context(request, template))
+
+
+@require_POST
+@reader_required
+def item_binding(request, template_id, item_id):
+    """Bind (or with unbind=1, unbind) an item to a job kind; htmx gets the phases back."""
+    item = get_object_or_404(Item, pk=item_id, group__phase__template_id=template_id)
+    try:
+        actions.bind_item(request.user, item, request.POST.get("kind", ""),
+                          bound=request.POST.get("unbind") != "1")
+    except actions.Refused as refused:
+        return _refused(request, refused)
+    template = _template(template_id)
+    if request.htmx:
+        return render(request, "checklist/_template_phases.html", template_context(request, template))
+    return redirect(reverse("template-detail", args=[template.pk]) + f"#titem-{item.pk}")
 
 
 @require_POST

@@ -47,6 +47,8 @@ urlpatterns = [
     path("templates/", template_pages.template_list, name="template-list"),
     path("templates/import/", template_pages.template_import, name="template-import"),
     path("templates/<int:template_id>/", template_pages.template_detail, name="template-detail"),
+    path("templates/<int:template_id>/items/<int:item_id>/binding/",
+         template_pages.item_binding, name="item-binding"),
     path("templates/<int:template_id>/phases/<int:phase_id>/gating/",
          template_pages.phase_gating, name="phase-gating"),
 ]

@@ -79,9 +79,9 @@ def test_each_shape_imports_exactly_through_the_command(name, capsys):
 def test_the_report_says_which_phases_are_gated_and_why(capsys):
     call_command("import_checklist", str(CHECKLISTS / "mixed.md"))
     out = capsys.readouterr().out
-    assert "Before: 4 groups, 6 items; gated: phases are gated in order" in out
-    assert "Post-release checks: 1 groups, 2 items; not gated (open): the heading says '(not gated)'" in out
-    assert "Rollback Plan: 2 groups, 2 items; not gated (rollback): a rollback section" in out
+    assert "Before (gated): 4 groups, 6 items; gated: phases are gated in order" in out
+    assert "Post-release checks (open): 1 groups, 2 items; not gated: the heading says '(not gated)'" in out
+    assert "Rollback Plan (rollback): 2 groups, 2 items; not gated: a rollback section" in out
     assert "note, line 14: 'Backup copied off-site' was ticked ([x])" in out
 
 

@@ -49,9 +49,9 @@ class Command(BaseCommand):
         verb = "Imported" if created else "Already imported (same text)"
         self.stdout.write(f"{verb}: template {template.pk} '{template.name}' v{template.version}")
         for p in summary["phases"]:
-            gating = "gated" if p["gated"] else f"not gated ({p['kind']})"
-            self.stdout.write(f"  {p['title']}: {p['groups']} groups, {p['items']} items; "
-                              f"{gating}: {p['why']}")
+            gating = "gated" if p["gated"] else "not gated"
+            self.stdout.write(f"  {p['title']} ({p['kind']}): {p['groups']} groups, "
+                              f"{p['items']} items; {gating}: {p['why']}")
         self.stdout.write(f"  {summary['items']} items, {summary['contacts']} contact fields")
         for note in summary["notes"]:
             self.stdout.write(f"  note, line {note['line']}: {note['message']}")

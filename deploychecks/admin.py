@@ -2,10 +2,10 @@ from django import forms
 from django.contrib import admin
 
 from checklist import actions
-from checklist.admin import ReadOnlyAdmin
+from checklist.admin import AuditedAdmin, ReadOnlyAdmin
 
 from .models import (MonitorSample, Notification, PerformanceBaseline, RunbookCheckSettings,
-                     TriggerFiring, WorkerHeartbeat)
+                     RunbookProofSettings, TriggerFiring, WorkerHeartbeat)
 
 
 class CheckSettingsAdminForm(forms.ModelForm):
@@ -68,3 +68,33 @@ class NotificationAdmin(ReadOnlyAdmin):
 
 # Records the app's checks, beat and notifier write (evidence of what happened): view only.
 admin.site.register(WorkerHeartbeat, ReadOnlyAdmin)
+
+
+class ProofSettingsAdminForm(forms.ModelForm):
+    do_token = forms.CharField(required=False, widget=forms.PasswordInput, max_length=200,
+                               help_text="DigitalOcean API token: stored encrypted; leave empty "
+                                         "to keep the current one.")
+    clear_do_token = forms.BooleanField(required=False)
+
+    class Meta:
+        model = RunbookProofSettings
+        exclude = ["do_token_redacted"]
+
+
+@admin.register(RunbookProofSettings)
+class RunbookProofSettingsAdmin(AuditedAdmin):
+    """What the proof jobs read (deploychecks/proof_jobs.py): saved through the audited
+    admin_save action. The DigitalOcean token is write-only: stored encrypted, shown redacted,
+    never in the audit event (its field is not editable, so the snapshot leaves it out)."""
+
+    form = ProofSettingsAdminForm
+    readonly_fields = ["do_token_redacted"]
+    list_display = ["runbook", "do_app_id", "do_database_id", "do_token_redacted", "repo_path",
+                    "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data.get("clear_do_token"):
+            obj.set_do_token("")
+        elif form.cleaned_data.get("do_token"):
+            obj.set_do_token(form.cleaned_data["do_token"])
+        super().save_model(request, obj, form, change)

@@ -203,7 +203,8 @@ class RunbookProofSettings(models.Model):
     runbook = models.OneToOneField("checklist.Runbook", on_delete=models.CASCADE,
                                    related_name="proof_settings")
     # DigitalOcean (pydo).
-    do_token_encrypted = models.TextField(blank=True)
+    # Not editable: model_to_dict (the admin's audited snapshot) never carries the token.
+    do_token_encrypted = models.TextField(blank=True, editable=False)
     do_token_redacted = models.CharField(max_length=50, blank=True)
     do_api_endpoint = models.CharField(max_length=300, default="https://api.digitalocean.com",
                                        help_text="the DigitalOcean API base URL")

@@ -18,7 +18,7 @@ from email.utils import format_datetime
 from checklist.jobs import JobKind, register
 from checklist.tasks import JobInputError, JobResult
 
-from . import appdb, junit, repo
+from . import appdb, digitalocean, junit, repo
 from .models import RunbookProofSettings
 from .report import CheckInputError
 
@@ -41,6 +41,10 @@ KINDS = (
             needs_sources=False, needs_target=True, time_limit=300,
             description="Tables created, default data, pg_stat_statements tracking, the app's "
                         "sessions on TLS and writing: read-only SQL through the target URL."),
+    JobKind("do-database", "Check the DigitalOcean database cluster",
+            "deploychecks.proof_jobs.do_database", needs_sources=False, time_limit=120,
+            description="Through pydo: the managed PostgreSQL cluster is online, its engine and "
+                        "version, its plan."),
     JobKind("repo", "Check the MINGUS repository", "deploychecks.proof_jobs.repo_check",
             needs_sources=False, time_limit=300,
             description="Clean tree at the deployed commit; scripts, configuration and documents "
@@ -295,3 +299,25 @@ def app_database(ctx):
               for key, v in found.items() for item in APPDB_ITEMS[key] if item in bound}
     return judged_result(ctx, "app-database", judged, {"checks": found},
                          figures={k: v["ok"] for k, v in found.items()})
+
+
+# --- DigitalOcean ---------------------------------------------------------------------------------
+
+DO_DATABASE_ITEMS = {"provisioned": "PostgreSQL database provisioned",
+                     "plan": "Database plan selected (Starter/Professional)"}
+
+
+def do_database(ctx):
+    ps = settings_of(ctx)
+    token = ps.do_token()
+    ctx._secrets.append(token)  # never in the log or the evidence, whatever pydo says
+    try:
+        do = digitalocean.client(token, ps.do_api_endpoint)
+        ctx.progress(step="reading the database cluster", percent=30)
+        found = digitalocean.database(do, ps.do_database_id, ps.do_min_pg_version)
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    judged = {DO_DATABASE_ITEMS[k]: v for k, v in found.items()}
+    return judged_result(ctx, "do-database", judged, {"cluster": ps.do_database_id},
+                         figures={"version": found["provisioned"].get("version"),
+                                  "size": found["plan"]["size"]})

@@ -131,3 +131,17 @@ def test_docs_name_every_job_kind_they_mention():
     text = "\n".join(d.read_text() for d in DOCS)
     for kind in re.findall(r"`(check-[a-z-]+|success-criteria)`", text):
         assert kind in jobs.REGISTRY, kind
+
+
+def test_earned_items_doc_lists_each_proof_binding_under_its_kind():
+    """docs/earned-items.md: every binding of mingus-proof.json is in its kind's table row."""
+    import json
+
+    text = (REPO / "docs" / "earned-items.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9-]+)`[^\n]*", text, re.M)}
+    data = json.loads((jobs.BINDINGS_DIR / "mingus-proof.json").read_text())
+    for kind, entries in data["bindings"].items():
+        assert kind in rows, kind
+        for entry in entries:
+            item = entry if isinstance(entry, str) else entry["text"]
+            assert item in rows[kind], (kind, item)

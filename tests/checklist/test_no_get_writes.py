@@ -96,7 +96,8 @@ def get_routes(seeded):
     fill = {"runbook_id": seeded["runbook"].pk, "state_id": seeded["state"].pk,
             "phase_id": seeded["phase"].pk, "evidence_id": seeded["evidence"].pk,
             "run_id": seeded["run"].pk, "kind": "backup",
-            "field_id": seeded["field"].pk if seeded["field"] else 1}
+            "field_id": seeded["field"].pk if seeded["field"] else 1,
+            "template_id": seeded["runbook"].template_id, "item_id": seeded["state"].item_id}
     routes = {}
     for pattern in _patterns(get_resolver().url_patterns):
         names = pattern.pattern.converters.keys()
@@ -120,7 +121,8 @@ def test_the_walk_covers_every_named_route(seeded):
     routes = get_routes(seeded)
     for name in ("runbook", "runbook-poll", "item-detail", "run-detail", "history", "go-live",
                  "api-runbook", "check-settings", "success-criteria", "monitoring",
-                 "trigger-banner", "evidence-download", "healthz", "login", "runbook-list"):
+                 "trigger-banner", "evidence-download", "healthz", "login", "runbook-list",
+                 "template-list", "template-detail", "item-binding", "phase-gating"):
         assert name in routes, name
     assert any(name.startswith("admin-") and name.endswith("-change") for name in routes)
 

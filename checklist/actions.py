@@ -26,8 +26,10 @@ from .models import (
     Item,
     ItemNote,
     ItemState,
+    JobBinding,
     Phase,
     Runbook,
+    RunbookBinding,
     RunbookSource,
     RunbookTarget,
     SchemaApproval,
@@ -436,8 +438,14 @@ def start_runbook(user, template, name):
     ContactValue.objects.bulk_create(
         [ContactValue(runbook=runbook, field=f) for f in template.contact_fields.all()]
     )
+    # The runbook keeps the bindings it starts with: a lead's later change to the template's
+    # bindings applies to runbooks started after it, never under the people working this one.
+    bindings = RunbookBinding.objects.bulk_create([
+        RunbookBinding(runbook=runbook, item_id=b.item_id, kind=b.kind, part=b.part)
+        for b in JobBinding.objects.filter(item__group__phase__template=template).order_by("pk")])
     audit.record("runbook-start", actor=user, obj=runbook, runbook=runbook,
-                 after={"name": name, "template": str(template), "items": len(items)})
+                 after={"name": name, "template": str(template), "items": len(items),
+                        "bindings": len(bindings)})
     return runbook
 
 
@@ -488,26 +496,39 @@ def set_phase_gating(user, phase, kind):
 
 
 @_run
-def bind_item(user, item, kind, bound=True):
-    """A lead binds an item of a template version to a job kind (`bound`), or unbinds it: the job's
-    successful run then earns the item in runbooks started on that version."""
+def bind_item(user, item, kind, bound=True, part=""):
+    """A lead binds an item of a template version to a job kind (`bound`), or unbinds it. For a
+    kind that judges named parts (a success criterion, a rollback trigger) `part` says which one
+    earns the item. The change applies to runbooks started on the version from now on; runbooks
+    already started keep the bindings they started with (RunbookBinding)."""
     from .jobs import REGISTRY
-    from .models import JobBinding
 
     item = Item.objects.select_related("group__phase").get(pk=item.pk)
     template = ChecklistTemplate.objects.select_for_update().get(pk=item.group.phase.template_id)
     action = "job-binding" if bound else "job-unbinding"
     _check(rules.can_change_bindings(user, template), user, action, obj=item)
-    if kind not in REGISTRY:
+    if not isinstance(kind, str) or kind not in REGISTRY:
         _check(rules.Decision(False, f"kind: no job kind '{str(kind)[:50]}'.", 400), user, action,
                obj=item)
-    exists = JobBinding.objects.filter(item=item, kind=kind).exists()
-    if bound and not exists:
-        JobBinding.objects.create(item=item, kind=kind)
+    part = part if isinstance(part, str) else ""
+    if bound:
+        _check(rules.binding_part_problem(REGISTRY[kind], part), user, action, obj=item)
+    existing = JobBinding.objects.filter(item=item, kind=kind).first()
+    before = {"bound": existing is not None,
+              **({"part": existing.part} if existing is not None and existing.part else {})}
+    if bound and existing is None:
+        JobBinding.objects.create(item=item, kind=kind, part=part)
+    elif bound and existing.part != part:
+        existing.part = part
+        existing.save(update_fields=["part"])
     elif not bound:
+        part = ""
         JobBinding.objects.filter(item=item, kind=kind).delete()
-    audit.record(action, actor=user, obj=item, before={"bound": exists},
-                 after={"template": str(template), "item": item.text, "kind": kind, "bound": bound})
+    keeping = template.runbooks.count()
+    audit.record(action, actor=user, obj=item, before=before,
+                 after={"template": str(template), "item": item.text, "kind": kind, "bound": bound,
+                        **({"part": part} if part else {}),
+                        **({"runbooks_keeping_theirs": keeping} if keeping else {})})
     return item
 
 
@@ -624,8 +645,9 @@ def approve_schema(user, runbook, evidence, comment=""):
 
 def schema_approval_state(runbook):
     """The runbook's item that only a schema approval ticks (bound to rules.SCHEMA_APPROVAL)."""
-    return ItemState.objects.filter(runbook=runbook,
-                                    item__job_bindings__kind=rules.SCHEMA_APPROVAL).first()
+    return ItemState.objects.filter(
+        runbook=runbook, item__runbook_bindings__runbook=runbook,
+        item__runbook_bindings__kind=rules.SCHEMA_APPROVAL).first()
 
 
 def void_stale_schema_approval(run, user):

@@ -193,11 +193,11 @@ def runbook_detail(request, runbook_id):
     user, failure = _reader(request, runbook)
     if failure:
         return failure
-    from .jobs import bindings_for
+    from .jobs import runbook_bindings
 
     # A read writes nothing: lost runs are marked by the beat task, a silent one shows "stale".
     runs = runs_by_item(runbook)
-    kinds = bindings_for(runbook.template)
+    kinds = runbook_bindings(runbook)
     return JsonResponse(runbook_document(
         runbook, item_extra=lambda st: {"jobs": kinds.get(st.item_id, []),
                                         "runs": runs.get(st.item_id, [])}

@@ -1,7 +1,8 @@
 """Which job could earn an item, guessed from its text: a small rule table a lead accepts or
 ignores on the checklist's page (one click binds). Plain Python, no Django.
 
-Each rule is (pattern, kinds): the first kinds are the likelier. Suggestions never bind anything
+Each rule is (pattern, kinds): the first kinds are the likelier; "kind/part" names one part of a
+kind that judges items one by one (a success criterion, a rollback trigger). Suggestions never bind anything
 by themselves; a lead's click goes through actions.bind_item.
 """
 import re
@@ -23,17 +24,30 @@ RULES = [
     (r"\bapp[- ]?spec\b", ("check-app-spec",)),
     (r"\bconnect(ion|ivity|s)?\b|\bconnection pool", ("check-connectivity",)),
     (r"\b(query|queries|performance|latency|baseline)\b", ("check-performance",)),
-    (r"\bsuccess criteri|\buptime\b|\berror rate\b", ("success-criteria",)),
+    # Success criteria and rollback triggers are parts of one job each ("kind/part").
+    (r"\bpage loads?\b", ("success-criteria/page_load",)),
+    (r"\bapi response", ("success-criteria/api_response",)),
+    (r"\bquery (times?|latency)\b", ("success-criteria/db_query",)),
+    (r"\bpool utili[sz]ation\b", ("success-criteria/pool_utilization",)),
+    (r"\b(database|db) uptime\b", ("success-criteria/db_uptime",)),
+    (r"(?<!database )(?<!db )\buptime\b", ("success-criteria/app_uptime",)),
+    (r"\b(zero|no) data loss\b", ("success-criteria/zero_data_loss",)),
+    (r"\bdata corruption\b", ("rollback-triggers/data-corruption",)),
+    (r"\bperformance degrad", ("rollback-triggers/performance-degradation",)),
+    (r"\bsecurity (vulnerabilit|breach|incident)", ("rollback-triggers/security",)),
+    (r"\berror rate\b|\bseverely impacted\b", ("rollback-triggers/error-rate",)),
     (r"\bclean ?up\b|\barchiv(e|ed)\b", ("cleanup",)),
 ]
 _COMPILED = [(re.compile(pattern, re.I), kinds) for pattern, kinds in RULES]
 
 
 def suggest(text, known=None, exclude=()):
-    """Job kinds that might earn an item reading `text`, likeliest first; only `known` kinds
-    (all when None), never those in `exclude` (already bound)."""
+    """Bindings that might earn an item reading `text`, likeliest first: a job kind, or
+    "kind/part" for one success criterion or rollback trigger. Only `known` kinds (all when
+    None), never a kind in `exclude` (already bound)."""
     found = []
     for pattern, kinds in _COMPILED:
         if pattern.search(text or ""):
             found += [k for k in kinds if k not in found]
-    return [k for k in found if (known is None or k in known) and k not in exclude]
+    return [k for k in found
+            if (known is None or k.partition("/")[0] in known) and k.partition("/")[0] not in exclude]

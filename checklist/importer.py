@@ -368,6 +368,15 @@ def _sections(blocks):
         yield heading, body
 
 
+def loose_note_title(markdown: str) -> str:
+    """The title a one-block note outside any section gets on import (its bold lead, or
+    "Note"): the exporter puts a note back there only when it would get its own title again."""
+    blocks = SyntaxTreeNode(_MARKDOWN.parse(markdown)).children
+    if len(blocks) != 1 or _has_checkbox(blocks):
+        return ""
+    return _loose_note(blocks[0], markdown.split("\n")).title
+
+
 def _loose_note(block: SyntaxTreeNode, lines: list[str]) -> ParsedGuidance:
     if _has_checkbox([block]):
         raise ChecklistParseError(

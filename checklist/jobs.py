@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from . import audit, params as job_params, rules
 from .actions import Refused, _check, _lock_runbook, _run
-from .models import CommandSpec, Item, JobBinding, TaskRun
+from .models import CommandSpec, Item, JobBinding, RunbookBinding, TaskRun
 
 BINDINGS_DIR = Path(__file__).resolve().parent / "bindings"
 
@@ -34,6 +34,10 @@ class JobKind:
     on_success: str = ""
     # Applies unified_schema.sql: refused unless a lead's approval stands for that very file.
     needs_schema_approval: bool = False
+    # Named parts a lead can bind an item to, for kinds that judge items one by one
+    # ((key, label), ...: the success criteria, the rollback triggers). The handler's
+    # item_outcomes are keyed by these keys for items bound to a part.
+    parts: tuple = ()
 
 
 REGISTRY = {
@@ -109,26 +113,54 @@ def bind_template(template, data):
         for entry in entries:
             if isinstance(entry, str):
                 entry = {"text": entry}
-            made += [JobBinding(item=i, kind=kind) for i in items
+            made += [JobBinding(item=i, kind=kind, part=entry.get("part", "")) for i in items
                      if i.text == entry["text"] and entry.get("group", i.group.title) == i.group.title]
     JobBinding.objects.bulk_create(made, ignore_conflicts=True)
     return len(made)
 
 
 def items_for(runbook, kind):
-    return list(Item.objects.filter(group__phase__template_id=runbook.template_id,
-                                    job_bindings__kind=kind).select_related("group").order_by("group__phase__order",
-                                                                       "group__order", "order"))
+    """The items `kind` earns in this runbook: its own bindings, copied when it started."""
+    return list(Item.objects.filter(runbook_bindings__runbook=runbook,
+                                    runbook_bindings__kind=kind)
+                .select_related("group").order_by("group__phase__order", "group__order", "order"))
 
 
-def bindings_for(template):
-    """item_id -> [kind, ...] for one template, in one query."""
+def template_bindings(template):
+    """item_id -> [(binding value, words), ...] of a template version for its page: the value is
+    "kind" or "kind/part", the words name the part ("success-criteria: Application uptime")."""
     out = {}
-    for item_id, kind in JobBinding.objects.filter(
-        item__group__phase__template=template
-    ).values_list("item_id", "kind"):
+    for item_id, kind, part in JobBinding.objects.filter(
+            item__group__phase__template=template).order_by("pk").values_list("item_id", "kind",
+                                                                              "part"):
+        value, words = (f"{kind}/{part}", f"{kind}: {part_label(kind, part)}") if part else (kind, kind)
+        out.setdefault(item_id, []).append((value, words))
+    return out
+
+
+def binding_choices():
+    """[(value, words), ...] a lead can bind an item to: every kind, and each part of the kinds
+    that judge items one by one instead of the kind as a whole."""
+    out = []
+    for name in sorted(REGISTRY):
+        kind = REGISTRY[name]
+        out += [(f"{name}/{key}", f"{name}: {label}") for key, label in kind.parts] or [(name, name)]
+    return out
+
+
+def runbook_bindings(runbook):
+    """item_id -> [kind, ...] of a runbook: the bindings it started with, in one query."""
+    out = {}
+    for item_id, kind in RunbookBinding.objects.filter(runbook=runbook).order_by(
+            "pk").values_list("item_id", "kind"):
         out.setdefault(item_id, []).append(kind)
     return out
+
+
+def part_label(kind_name, part):
+    """A bound part's words ('Application uptime > 99.9%'), or the key if the kind lost it."""
+    kind = REGISTRY.get(kind_name)
+    return dict(kind.parts).get(part, part) if kind is not None else part
 
 
 def latest_runs(runbook):

@@ -274,16 +274,38 @@ class ApiToken(models.Model):
 
 
 class JobBinding(models.Model):
-    """Which job kind can earn which item: data, set on import of a known template or in the admin."""
+    """Which job kind can earn which item of a template version: data, set on import of a known
+    template or by a lead on the template's page. Runbooks copy them when they start
+    (RunbookBinding), so a change applies to runbooks started after it."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="job_bindings")
     kind = models.CharField(max_length=50)
+    # For kinds that judge items one by one against named parts (a success criterion, a rollback
+    # trigger): which part earns this item. Blank: the whole job's outcome.
+    part = models.CharField(max_length=50, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "kind"], name="jobbinding_item_kind")]
 
     def __str__(self):
-        return f"{self.kind} → {self.item}"
+        return f"{self.kind}{':' + self.part if self.part else ''} → {self.item}"
+
+
+class RunbookBinding(models.Model):
+    """A runbook's own copy of its template's bindings, taken when it starts: what earns its items
+    does not change under the people working it when a lead rebinds the template."""
+
+    runbook = models.ForeignKey("Runbook", on_delete=models.CASCADE, related_name="bindings")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="runbook_bindings")
+    kind = models.CharField(max_length=50)
+    part = models.CharField(max_length=50, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["runbook", "item", "kind"],
+                                               name="runbookbinding_runbook_item_kind")]
+
+    def __str__(self):
+        return f"{self.runbook}: {self.kind}{':' + self.part if self.part else ''} → {self.item}"
 
 
 class RunbookSource(models.Model):

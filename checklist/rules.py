@@ -123,15 +123,19 @@ def can_change_gating(user, template):
 
 
 def can_change_bindings(user, template):
-    """A lead binds items to jobs until the first runbook starts on this version; a runbook in
-    progress keeps the bindings it started with (a new version takes new ones)."""
-    decision = can_lead(user)
-    if not decision:
-        return decision
-    started = template.runbooks.order_by("pk").first()
-    if started is not None:
-        return _conflict(f"Bindings of {template} are fixed: runbook '{started.name}' has started "
-                         "on it. Import a new version to change them.")
+    """A lead binds items of a version to jobs at any time: runbooks started afterwards take the
+    new bindings, a runbook in progress keeps the ones it started with."""
+    return can_lead(user)
+
+
+def binding_part_problem(kind, part):
+    """A kind with named parts (criteria, triggers) needs one of them; other kinds take none."""
+    keys = [key for key, _ in kind.parts]
+    if keys and part not in keys:
+        return Decision(False, f"part: {kind.name} earns an item through one of "
+                               f"{', '.join(keys)}; '{str(part)[:50]}' is not one.", 400)
+    if not keys and part:
+        return Decision(False, f"part: {kind.name} has no parts to bind to.", 400)
     return ALLOW
 
 
@@ -229,7 +233,7 @@ class RunbookFacts:
         )
         approvals = list(_with_by_lead(go_live.approvals.select_related("lead"))) if go_live else []
         facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts,
-                    bound=bound_kinds(runbook.template_id), sources=sources)
+                    bound=bound_kinds(runbook), sources=sources)
         facts.statuses = _phase_statuses(facts)
         return facts
 
@@ -310,12 +314,13 @@ def tick_source(state):
     return BY_HAND
 
 
-def bound_kinds(template_id):
-    """item_id -> the job kinds that earn it (JobBinding rows), in one query."""
-    from .models import JobBinding
+def bound_kinds(runbook):
+    """item_id -> the job kinds that earn it in this runbook (the bindings it started with,
+    RunbookBinding rows), in one query."""
+    from .models import RunbookBinding
 
     out = {}
-    for item_id, kind in (JobBinding.objects.filter(item__group__phase__template_id=template_id)
+    for item_id, kind in (RunbookBinding.objects.filter(runbook=runbook)
                           .order_by("pk").values_list("item_id", "kind")):
         out[item_id] = out.get(item_id, ()) + (kind,)
     return out

@@ -37,7 +37,7 @@ from migration.safe_files import UnsafeFile, resolve_under_roots
 
 from . import actions, audit, digests, lifeline, params as job_params
 from .evidence import file_sha256
-from .models import Evidence, Runbook, TaskRun
+from .models import Evidence, Runbook, RunbookBinding, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +296,16 @@ def earn(run, ctx, result, state):
     from .models import ItemState
 
     items = list(run.items.all())
+    # An item bound to a named part (a criterion, a trigger) follows that part's outcome; other
+    # items of a judging kind follow the outcome the handler gave their text.
+    parts = dict(RunbookBinding.objects.filter(runbook=run.runbook_id, kind=run.kind)
+                 .values_list("item_id", "part"))
+    key = {i.pk: parts.get(i.pk) or i.text for i in items}
     if result.item_outcomes is not None:
         if state not in (TaskRun.SUCCEEDED, TaskRun.FAILED):
             return
-        passed = [i for i in items if result.item_outcomes.get(i.text) is True]
-        failed = [i for i in items if result.item_outcomes.get(i.text) is False]
+        passed = [i for i in items if result.item_outcomes.get(key[i.pk]) is True]
+        failed = [i for i in items if result.item_outcomes.get(key[i.pk]) is False]
     elif state == TaskRun.SUCCEEDED:
         passed, failed = items, []
     elif state == TaskRun.FAILED:
@@ -312,7 +317,7 @@ def earn(run, ctx, result, state):
         if st.complete:
             continue
         try:
-            actions.tick(user, st, note=result.item_notes.get(st.item.text, ""), run=run,
+            actions.tick(user, st, note=result.item_notes.get(key[st.item_id], ""), run=run,
                          judged_passed=result.item_outcomes is not None)
         except actions.Refused as refused:
             ctx.log(f"not ticked: {st.item.text}: {refused}")

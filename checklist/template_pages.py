@@ -81,12 +81,16 @@ def template_context(request, template):
         Prefetch("groups", queryset=groups)))
     gating = rules.can_change_gating(request.user, template)
     may_bind = bool(rules.can_change_bindings(request.user, template))
-    bound = jobs.bindings_for(template)
+    bound = jobs.template_bindings(template)
+    choices = jobs.binding_choices()
+    words = dict(choices)
     for phase in phases:
         for group in phase.groups.all():
             for item in group.items.all():
                 item.bound = bound.get(item.pk, [])
-                item.suggested = suggest(item.text, jobs.REGISTRY, item.bound) if may_bind else []
+                kinds = [value.partition("/")[0] for value, _ in item.bound]
+                item.suggested = [(s, words.get(s, s)) for s in
+                                  suggest(item.text, jobs.REGISTRY, kinds)] if may_bind else []
     versions = ChecklistTemplate.objects.filter(name=template.name).order_by("-version")
     against = _compared_with(request, template, versions)
     return {
@@ -101,7 +105,8 @@ def template_context(request, template):
         "runbooks": template.runbooks.order_by("-created_at"),
         "may_change_gating": bool(gating),
         "may_bind": may_bind,
-        "job_kinds": sorted(jobs.REGISTRY),
+        "binding_choices": choices,
+        "keeping": template.runbooks.count(),
         "gating_fixed_reason": "" if gating or not rules.can_lead(request.user) else gating.reason,
         "imported": request.GET.get("imported") == "1",
         "same": request.GET.get("same") == "1",
@@ -130,9 +135,12 @@ def template_detail(request, template_id):
 def item_binding(request, template_id, item_id):
     """Bind (or with unbind=1, unbind) an item to a job kind; htmx gets the phases back."""
     item = get_object_or_404(Item, pk=item_id, group__phase__template_id=template_id)
+    # "kind" or "kind/part" (a success criterion, a rollback trigger): one field, so a suggestion
+    # or a choice in the list is one click.
+    kind, _, part = request.POST.get("binding", request.POST.get("kind", "")).partition("/")
     try:
-        actions.bind_item(request.user, item, request.POST.get("kind", ""),
-                          bound=request.POST.get("unbind") != "1")
+        actions.bind_item(request.user, item, kind, bound=request.POST.get("unbind") != "1",
+                          part=part)
     except actions.Refused as refused:
         return _refused(request, refused)
     template = _template(template_id)

@@ -150,7 +150,7 @@ class _Page:
         user = request.user
         self.may_work = bool(rules.can_work(user))
         self.may_lead = bool(rules.can_lead(user))
-        self.bindings = bindings if bindings is not None else jobs.bindings_for(runbook.template)
+        self.bindings = bindings if bindings is not None else jobs.runbook_bindings(runbook)
         self.notes = _latest_notes(runbook, only.pk if only is not None else None)
         if only is None:
             self.runs = jobs.latest_runs(runbook)

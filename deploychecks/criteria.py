@@ -15,6 +15,19 @@ log = logging.getLogger(__name__)
 
 ENDED = ("succeeded", "failed")
 
+# The criteria a lead can bind an item to (the success-criteria job's parts): key, the seed's
+# words. Each item bound to one is earned on that criterion's outcome alone.
+CRITERIA = (
+    ("page_load", "Page load times < 2 seconds"),
+    ("api_response", "API response times < 500ms"),
+    ("db_query", "Database query times < 100ms"),
+    ("pool_utilization", "Connection pool utilization < 80%"),
+    ("app_uptime", "Application uptime > 99.9%"),
+    ("db_uptime", "Database uptime > 99.95%"),
+    ("zero_data_loss", "Zero data loss during migration"),
+)
+TEXT = dict(CRITERIA)
+
 
 @dataclass
 class Evidence:
@@ -113,7 +126,7 @@ def _from_check(runbook, key, item, kind, figure_key, limit, unit):
 
 def zero_data_loss(runbook):
     """From the latest validate run: it passed, and no row is missing, mismatched or rejected."""
-    item, threshold = "Zero data loss during migration", "0 missing, 0 mismatched, 0 rejected"
+    item, threshold = TEXT["zero_data_loss"], "0 missing, 0 mismatched, 0 rejected"
     found = latest_report(runbook, "validate")
     if found is None:
         return Result("zero_data_loss", item, None, None, threshold, None,
@@ -154,17 +167,17 @@ def evaluate(runbook):
     """Every success criterion of the runbook, in the seed's order."""
     cs = RunbookCheckSettings.for_runbook(runbook)
     return [
-        _from_check(runbook, "page_load", "Page load times < 2 seconds", "check-http",
+        _from_check(runbook, "page_load", TEXT["page_load"], "check-http",
                     "page_p95_ms", cs.page_load_ms, "ms (page p95)"),
-        _from_check(runbook, "api_response", "API response times < 500ms", "check-http",
+        _from_check(runbook, "api_response", TEXT["api_response"], "check-http",
                     "api_p95_ms", cs.api_ms, "ms (API p95)"),
-        _from_check(runbook, "db_query", "Database query times < 100ms", "check-performance",
+        _from_check(runbook, "db_query", TEXT["db_query"], "check-performance",
                     "worst_p95_ms", cs.db_query_ms, "ms (slowest query p95)"),
-        _from_check(runbook, "pool_utilization", "Connection pool utilization < 80%",
+        _from_check(runbook, "pool_utilization", TEXT["pool_utilization"],
                     "check-performance", "pool_utilization_pct", cs.pool_utilization_pct, "%"),
-        uptime_result(runbook, "app_uptime", "Application uptime > 99.9%",
+        uptime_result(runbook, "app_uptime", TEXT["app_uptime"],
                       MonitorSample.HEALTH, cs.app_uptime_pct, cs.uptime_window_hours),
-        uptime_result(runbook, "db_uptime", "Database uptime > 99.95%",
+        uptime_result(runbook, "db_uptime", TEXT["db_uptime"],
                       MonitorSample.DATABASE, cs.db_uptime_pct, cs.uptime_window_hours),
         zero_data_loss(runbook),
     ]

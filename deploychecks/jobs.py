@@ -22,6 +22,7 @@ from checklist.params import LEAD, Param
 from checklist.tasks import JobResult
 
 from . import reach, registry
+from .criteria import CRITERIA
 from .models import RunbookCheckSettings
 from .redact import scrub, url_password
 from .report import CheckInputError
@@ -74,6 +75,7 @@ KINDS = (
                                         "HTTP->HTTPS, bounded load."),
     JobKind("success-criteria", "Evaluate the success criteria",
             "deploychecks.jobs.success_criteria", needs_sources=False, time_limit=120,
+            parts=CRITERIA,
             description="Decide each Success Criterion from evidence; tick those that pass."),
 )
 WATCHED = {k.name for k in KINDS} | {"validate"}
@@ -219,8 +221,9 @@ def success_criteria(ctx):
     for r in results:
         ctx.log(f"{r.state:11} {r.key}: {r.figure} (threshold {r.threshold}) {r.detail}")
         if r.ok is not None:
-            outcomes[r.item] = bool(r.ok)
-            notes[r.item] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
+            # Keyed by the criterion (items bound to it as their part) and by the seed's words.
+            outcomes[r.key] = outcomes[r.item] = bool(r.ok)
+            notes[r.key] = notes[r.item] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
     passing = [r.item for r in results if r.ok]
     report = {"name": "success-criteria", "ok": all(r.ok for r in results),
               "criteria": [r.to_dict() for r in results], "earns": passing}

@@ -20,6 +20,7 @@ from checklist.tasks import JobInputError, JobResult
 
 from . import appdb, digitalocean, junit, repo
 from .models import RunbookProofSettings
+from .triggers import TITLES
 from .report import CheckInputError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ KINDS = (
                         "a lead mapped to it all passed."),
     JobKind("rollback-triggers", "Evaluate the rollback triggers",
             "deploychecks.proof_jobs.rollback_triggers", needs_sources=False, time_limit=120,
+            parts=tuple(TITLES.items()),
             description="Data corruption, performance degradation, security, error rate: each "
                         "Critical Issue is ticked when its trigger fired, from evidence."),
     JobKind("announce", "Announce the maintenance window", "deploychecks.proof_jobs.announce",
@@ -193,9 +195,9 @@ def rollback_triggers(ctx):
         ctx.log(f"{'FIRED' if fired else 'clear'}  {name}: {summary}")
         rows[name] = {"fired": bool(fired), "item": item, "summary": summary,
                       "figures": figures, "evidence": evidence or {}}
-        outcomes[item] = bool(fired)
+        outcomes[name] = outcomes[item] = bool(fired)  # by trigger (a bound part) and seed words
         cite = evidence or {}
-        notes[item] = (f"{summary[:200]}; evidence run #{cite.get('run_id')} "
+        notes[name] = notes[item] = (f"{summary[:200]}; evidence run #{cite.get('run_id')} "
                        f"{cite.get('name', '')} sha256 {str(cite.get('sha256', ''))[:16]}")
     fired = [n for n, r in rows.items() if r["fired"]]
     evaluated = [n for n, r in rows.items() if r["fired"] is not None]

@@ -13,7 +13,7 @@ def states_of(runbook, phase):
 
 def hand_states(runbook, phase):
     """The phase's items that no job earns: the ones a member ticks by hand."""
-    bound = rules.bound_kinds(runbook.template_id)
+    bound = rules.bound_kinds(runbook)
     return [st for st in states_of(runbook, phase) if st.item_id not in bound]
 
 
@@ -30,7 +30,7 @@ def a_lead():
 def override_bound(runbook, phase):
     """Tick the phase's job-bound items without their jobs, as only a lead may: overridden with a
     reason; the schema-approval item (never overridden) marked not applicable."""
-    bound = rules.bound_kinds(runbook.template_id)
+    bound = rules.bound_kinds(runbook)
     for st in states_of(runbook, phase):
         kinds = bound.get(st.item_id, ())
         if st.complete or not kinds:

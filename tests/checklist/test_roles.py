@@ -143,7 +143,7 @@ def setup_check_settings(rb, users):
 def setup_override(rb, users):
     from checklist import rules
 
-    bound = rules.bound_kinds(rb.template_id)
+    bound = rules.bound_kinds(rb)
     st = next(st for st in states_of(rb, gated(rb)[0])
               if st.item_id in bound and rules.SCHEMA_APPROVAL not in bound[st.item_id])
     return (reverse("item-override", args=[rb.pk, st.pk]),

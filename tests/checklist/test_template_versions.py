@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from checklist import actions
-from checklist.models import ChecklistTemplate
+from checklist.models import ChecklistTemplate, Item
 from checklist.template_diff import diff_templates
 
 from tests.conftest import SEED, require_shared
@@ -43,6 +43,16 @@ def test_an_export_reimports_to_the_same_version(name, capsys):
     assert (again.title, again.subtitle) == (template.title, template.subtitle)
     assert list(again.contact_fields.values_list("section", "label", "placeholder")) == list(
         template.contact_fields.values_list("section", "label", "placeholder"))
+    # The prose kept as guidance, the metadata and the computed sections come back too.
+    def guidance(t):
+        return sorted((g["title"], g["markdown"].strip()) for g in t.guidance)
+    assert guidance(again) == guidance(template)
+    assert again.metadata == template.metadata
+    assert again.computed_sections == template.computed_sections
+    assert [i.if_applicable for i in Item.objects.filter(group__phase__template=again).order_by(
+        "group__phase__order", "group__order", "order")] == [
+        i.if_applicable for i in Item.objects.filter(group__phase__template=template).order_by(
+            "group__phase__order", "group__order", "order")]
 
 
 def test_an_export_keeps_a_leads_gating(capsys, users):

@@ -103,7 +103,7 @@ def test_item_write_query_count_does_not_grow_with_items(client, users, runbook)
     counts = {}
     for rb in (runbook, small):
         # Items without jobs on both (a job adds one query for its runs, however many items).
-        bound = jobs.bindings_for(rb.template)
+        bound = jobs.runbook_bindings(rb)
         first, second = [s for s in hand_states(rb, gated(rb)[0]) if s.item_id not in bound][:2]
         actions.add_note(users["member"], second, "a note")
         client.post(reverse("item-tick", args=[rb.pk, first.pk]), **HX)  # warm caches alike

@@ -3,13 +3,16 @@ not a lead, a user without a role, and anonymous), through the real HTTP endpoin
 
 Allowed roles get their change; every other role gets 403, no change, and a 'denied' audit event.
 """
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
 from checklist import actions
-from checklist.models import (AuditEvent, ContactValue, Evidence, GoLiveApproval, GoLiveRequest,
-                               ItemNote, ItemState, Runbook, RunbookSource, RunbookTarget,
-                               SchemaApproval, SignOff, TaskRun)
+from checklist.models import (AuditEvent, ChecklistTemplate, ContactValue, Evidence,
+                               GoLiveApproval, GoLiveRequest, Item, ItemNote, ItemState, JobBinding,
+                               Phase, Runbook, RunbookSource, RunbookTarget, SchemaApproval,
+                               SignOff, TaskRun)
 from deploychecks.models import RunbookCheckSettings
 
 from tests.conftest import make_user
@@ -151,6 +154,30 @@ def setup_override(rb, users):
             lambda: ItemState.objects.get(pk=st.pk).checked)
 
 
+RELEASE = (Path(__file__).resolve().parent / "checklists" / "release.md").read_bytes()
+
+
+def setup_template_import(rb, users):
+    return (reverse("template-import"), {"text": RELEASE.decode(), "name": "imported by role"},
+            lambda: ChecklistTemplate.objects.filter(name="imported by role").exists())
+
+
+def setup_item_binding(rb, users):
+    item = Item.objects.filter(group__phase__template=rb.template,
+                               job_bindings__isnull=True).order_by("pk").first()
+    return (reverse("item-binding", args=[rb.template_id, item.pk]), {"binding": "backup"},
+            lambda: JobBinding.objects.filter(item=item, kind="backup").exists())
+
+
+def setup_phase_gating(rb, users):
+    # Gating changes only before a runbook starts on the version: a version nobody started.
+    template, _ = actions.import_template(RELEASE, name="gating by role")
+    phase = template.phases.get(kind=Phase.GATED, order=template.phases.order_by(
+        "order").values_list("order", flat=True).first())
+    return (reverse("phase-gating", args=[template.pk, phase.pk]), {"kind": Phase.OPEN},
+            lambda: Phase.objects.get(pk=phase.pk).kind == Phase.OPEN)
+
+
 MATRIX = {
     "tick": (setup_tick, WORKERS),
     "untick": (setup_untick, WORKERS),
@@ -168,6 +195,9 @@ MATRIX = {
     "schema-approve": (setup_schema_approve, LEAD_GROUP),
     "check-settings": (setup_check_settings, LEADS),
     "override": (setup_override, LEADS),
+    "template-import": (setup_template_import, LEADS),
+    "item-binding": (setup_item_binding, LEADS),
+    "phase-gating": (setup_phase_gating, LEADS),
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from . import convert, fastpath
 from .catalog import qi
 from .ddl_names import quote_ident
 from .sources import describe_sqlite_error
-from .target import error_text, is_data_error
+from .target import chunk_lock_key, error_text, is_data_error
 from .workers import WorkContext
 
 COPY_QUEUE_ITEMS = 48  # x 128 KiB: what may wait between SQLite and the socket
@@ -129,9 +130,13 @@ def load_chunk(ctx: WorkContext, job: TableJob, chunk_no: int, lo: Optional[int]
     con = ctx.sqlite(job.path)
     ctl = quote_ident(job.control)
     with conn.transaction():
+        # Held until this transaction ends: a coordinator sending chunks to remote workers sees
+        # that someone is loading this one (migration.remote).
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (chunk_lock_key(job.source, job.table, chunk_no),))
         claimed = conn.execute(
-            f"INSERT INTO {ctl}.progress (source, table_name, chunk_no) VALUES (%s, %s, %s) "
-            f"ON CONFLICT DO NOTHING RETURNING 1", (job.source, job.table, chunk_no)).fetchone()
+            f"INSERT INTO {ctl}.progress (source, table_name, chunk_no, loaded_by) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT DO NOTHING RETURNING 1",
+            (job.source, job.table, chunk_no, f"{socket.gethostname()}:{os.getpid()}")).fetchone()
         if not claimed:
             res.skipped = True
             return res.__dict__

@@ -34,6 +34,7 @@ from .schema import (PLAN_FILE, SCHEMA_FILE, apply_statements, current_plan, ens
 from .sources import file_identity, open_source
 from .target import CONTROL_SCHEMA, advisory_key, connect, describe, target_columns
 from .typemap import kind_for_pg_type
+from .remote import RemotePool
 from .workers import make_pool
 
 BATCH_BYTES = 4 << 20  # COPY text per SQLite query: bounds each worker's memory
@@ -151,6 +152,7 @@ class _Run:
         self.changed: set = set()
         self.identity_at_start: dict = {}
         self.loader_pids: set = set()  # processes that loaded chunks (reported as a figure)
+        self.remote = None  # migration.remote.Remote: chunks loaded by workers elsewhere
 
     def schema_of(self, schema: str) -> str:
         return fit_name(f"pgm_dry_{self.suffix}_{schema}") if self.dry_run else schema
@@ -168,13 +170,15 @@ class _Run:
 
 def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = False, progress=None, should_cancel=None,
              workers: Optional[int] = None, busy_timeout: float = 5.0, chunk_rows: Optional[int] = None,
-             schema_sha256: Optional[str] = None) -> RunReport:
+             schema_sha256: Optional[str] = None, remote=None) -> RunReport:
     """Migrate the sources into the target (see the module docstring).
 
     `chunk_rows` overrides the rows per transaction (the unit of resumption), which is
     otherwise chosen from each table's row width. With `schema_sha256` (the approved file's)
     the run refuses unless unified_schema.sql in the workdir is exactly that file and still
-    describes the sources' schema; it never generates one.
+    describes the sources' schema; it never generates one. With `remote`
+    (migration.remote.Remote) chunks are loaded by remote workers (`remote.slots` at a time) and
+    the rest (keys, indexes, foreign keys) by this process's own pool.
     """
     workdir = Path(workdir)
     if not target_url:
@@ -184,6 +188,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
         # one more than the cores: each worker waits on PostgreSQL part of the time
         workers = max(2, min((os.cpu_count() or 1) + 1, 8))
     state = _Run(sources, target_url, workdir, dry_run, rep, 1 if dry_run else workers, busy_timeout, chunk_rows)
+    state.remote = None if dry_run else remote  # a dry run loads inside one transaction
     report = state.report
     report.workers = state.workers
     stale = why_not_current(state.sources, workdir)
@@ -252,6 +257,12 @@ def _execute(state: _Run, conn, plan: Plan, statements: list, plan_sha: str) -> 
     # Workers start now: their interpreters boot while this thread plans the chunks.
     pool = make_pool(state.url, state.workers, state.busy_timeout, state.on_message, check=rep.check_cancel,
                      conn=conn if state.dry_run else None, log=rep.log)
+    if state.remote is not None:
+        rep.log(f"chunks go to remote workers, {state.remote.slots} at a time")
+        pool = RemotePool(conn, state.control, state.remote.dispatch, pool, state.on_message,
+                          busy_timeout=state.busy_timeout, redeliver_after=state.remote.redeliver_after,
+                          log=rep.log)
+        state.workers = state.remote.slots  # chunks in flight at once
     try:
         _prepare_and_load(state, conn, pool, plan, statements, plan_sha)
     except BaseException:

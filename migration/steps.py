@@ -61,11 +61,12 @@ def schema(sources: Sources, target_url: Optional[str], workdir: Path = DEFAULT_
 def run(sources: Sources, target_url: str, workdir: Path = DEFAULT_WORKDIR, dry_run: bool = False,
         progress: Progress = None, should_cancel: CancelCheck = None, workers: Optional[int] = None,
         busy_timeout: float = 5.0, chunk_rows: Optional[int] = None,
-        schema_sha256: Optional[str] = None) -> RunReport:
+        schema_sha256: Optional[str] = None, remote=None) -> RunReport:
     """Load the sources into the target (resumable), or rehearse it with dry_run (leaves nothing).
-    With `schema_sha256`, refuse unless unified_schema.sql is exactly that (approved) file."""
+    With `schema_sha256`, refuse unless unified_schema.sql is exactly that (approved) file. With
+    `remote` (migration.remote.Remote) the chunks go to remote workers."""
     return run_step(_paths(sources), target_url, Path(workdir), dry_run, progress, should_cancel, workers, busy_timeout,
-                    chunk_rows, schema_sha256)
+                    chunk_rows, schema_sha256, remote)
 
 
 def validate(sources: Sources, target_url: str, workdir: Path = DEFAULT_WORKDIR, progress: Progress = None,

@@ -78,6 +78,11 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFFFFFFFFFFFFFF
 
 
+def chunk_lock_key(source: str, table: str, chunk_no: int) -> int:
+    """The advisory lock a session holds while it loads one chunk (see migration.remote)."""
+    return advisory_key(f"pgmigrate chunk {source}.{table}#{chunk_no}")
+
+
 def control_ddl(schema: str = CONTROL_SCHEMA) -> list[str]:
     """The control tables: runs, created schemas, chunk plan, per-chunk progress, rejects."""
     s = quote_ident(schema)
@@ -106,6 +111,11 @@ def control_ddl(schema: str = CONTROL_SCHEMA) -> list[str]:
             source text NOT NULL, table_name text NOT NULL, chunk_no integer NOT NULL, rows_read bigint,
             rows_loaded bigint, rows_rejected bigint, seconds double precision, strict boolean,
             done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source, table_name, chunk_no))""",
+        # Which process (host:pid) loaded a chunk; chunks a remote worker could not load.
+        f"ALTER TABLE {s}.progress ADD COLUMN IF NOT EXISTS loaded_by text",
+        f"""CREATE TABLE IF NOT EXISTS {s}.chunk_errors (
+            id bigserial PRIMARY KEY, source text NOT NULL, table_name text NOT NULL, chunk_no integer NOT NULL,
+            kind text NOT NULL, message text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())""",
         f"""CREATE TABLE IF NOT EXISTS {s}.steps (
             source text NOT NULL, table_name text NOT NULL, step text NOT NULL, ok boolean NOT NULL,
             detail text, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source, table_name, step))""",

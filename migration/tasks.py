@@ -146,9 +146,11 @@ def _approved_run(ctx, dry_run):
                                          "approve the schema before the migration runs.")
     ctx.log(f"applying unified_schema.sql sha256 {approval.sha256} approved by "
             f"{approval.lead.get_username()} (approval #{approval.pk})")
+    from checklist.chunk_tasks import remote_for
+
     result = _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
                    workdir=_workdir(ctx), dry_run=dry_run, cancellable=True,
-                   schema_sha256=approval.sha256)
+                   schema_sha256=approval.sha256, remote=None if dry_run else remote_for(ctx.run))
     bound = {"id": approval.pk, "sha256": approval.sha256, "lead": approval.lead.get_username(),
              "approved_at": approval.created_at.isoformat()}
     result.report = {**(result.report or {"ok": False, "error": result.error}),

@@ -63,7 +63,7 @@ class WorkContext:
         if self._conn is None or self._conn.closed:
             from .target import connect
 
-            self._conn = connect(self.url, autocommit=True, purpose="worker")
+            self._conn = connect(self.url, autocommit=True, purpose=f"worker {os.getpid()}")
             # a commit lost in a crash is redone on resume: chunk and progress row go together
             self._conn.execute("SET synchronous_commit = off")
         return self._conn

@@ -192,6 +192,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 # Progress and outcomes live in the database (TaskRun), so no result backend is needed.
 CELERY_RESULT_BACKEND = None
+CELERY_IMPORTS = ("checklist.chunk_tasks",)  # not a tasks.py: autodiscovery would miss it
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a lost run is marked lost, never silently re-run
@@ -244,6 +245,13 @@ CHECK_FILE_ROOTS = [Path(p) for p in env.list(
 CHECK_FILE_MAX_BYTES = env.int("CHECK_FILE_MAX_BYTES", default=1 << 20)  # env files, app specs
 CHECKLIST_MAX_BYTES = env.int("CHECKLIST_MAX_BYTES", default=2 << 20)  # imported checklists
 JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)  # seconds between writes
+# The migrate job's chunks on other Celery workers (docs/scaling.md): the queue those workers
+# consume (empty: the job's own processes load them), how many chunks may be out at once (the
+# chunk workers' total concurrency), and how long a sent chunk may go unclaimed before it is sent
+# again (a worker died or its message was lost; a chunk is still loaded exactly once).
+MIGRATION_CHUNK_QUEUE = env("MIGRATION_CHUNK_QUEUE", default="")
+MIGRATION_CHUNK_SLOTS = env.int("MIGRATION_CHUNK_SLOTS", default=4)
+MIGRATION_CHUNK_REDELIVER_SECONDS = env.float("MIGRATION_CHUNK_REDELIVER_SECONDS", default=30)
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5)
 JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)
 TARGET_URL_KEY = env("TARGET_URL_KEY", default="")  # Fernet key; default derived from SECRET_KEY

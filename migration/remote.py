@@ -110,7 +110,7 @@ class RemotePool:
         out += self._finished()
         if not out:
             self._resend_orphans()
-            time.sleep(min(timeout, 0.2))  # the control table is polled, not pushed
+            time.sleep(min(timeout, 0.05))  # the control table is polled, not pushed
         return out
 
     def _finished(self) -> list:

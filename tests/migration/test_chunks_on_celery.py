@@ -141,3 +141,27 @@ def _wait_for(probe, timeout=60):
             return found
         time.sleep(0.05)
     raise AssertionError("the condition did not come true in time")
+
+
+def test_a_chunk_naming_a_file_that_is_not_a_source_reads_nothing(run, tmp_path, target_url,
+                                                                 caplog, monkeypatch):
+    """The message is hostile until checked: a chunk whose file is not one of the runbook's
+    sources is dropped before anything opens it (the worker would otherwise read any path)."""
+    from migration.load import TableJob
+    from migration.remote import encode
+
+    taskrun, _ = run
+    other = make_source(tmp_path / "elsewhere.db")
+    job = TableJob(key="app.users", source="app", path=str(other), table="users",
+                   target="app.users", columns=[], rowid_name="id", key_columns=["id"])
+    opened = []
+    monkeypatch.setattr("checklist.chunk_tasks.load_remote_chunk", lambda *a: opened.append(a))
+    load_chunk.run(taskrun.pk, {"args": encode({"job": job, "chunk_no": 0, "lo": 1, "hi": 10})})
+    assert opened == []
+    assert "not a source of the runbook; ignored" in caplog.text
+    # The same chunk naming the runbook's own source goes through.
+    job.path = str(run[1]["app"])
+    load_chunk.run(taskrun.pk, {"args": encode({"job": job, "chunk_no": 0, "lo": 1, "hi": 10})})
+    assert len(opened) == 1
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('_pgmigrate.progress')").fetchone()[0] is None

@@ -86,10 +86,17 @@ def _assert_every_row_once(target_url):
     return by
 
 
-def test_two_workers_load_every_row_exactly_once(run, chunk_workers, tmp_path, target_url):
+def test_two_workers_load_every_row_exactly_once(run, chunk_workers, tmp_path, target_url, settings):
+    """As the migrate job sends them: remote_for(run) with MIGRATION_CHUNK_QUEUE set."""
+    from checklist.chunk_tasks import remote_for
+
     taskrun, sources = run
     queue, workers = chunk_workers
-    report = _migrate(taskrun, sources, queue, tmp_path, target_url)
+    assert remote_for(taskrun) is None  # unset: the job's own processes load
+    settings.MIGRATION_CHUNK_QUEUE, settings.MIGRATION_CHUNK_SLOTS = queue, 2
+    remote = remote_for(taskrun)
+    assert remote.slots == 2
+    report = steps.run(sources, target_url, workdir=tmp_path / "work", chunk_rows=250, remote=remote)
     assert report.ok, report.problems
     by = _assert_every_row_once(target_url)
     assert len(by) == 2, by  # both workers loaded chunks

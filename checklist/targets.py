@@ -9,7 +9,7 @@ import hashlib
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
-from deploychecks.redact import redact_url
+from checks.redact import redact_url
 
 
 def _fernet():

@@ -32,7 +32,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from deploychecks.redact import scrub
+from checks.redact import scrub
 from migration.safe_files import UnsafeFile, resolve_under_roots
 
 from . import actions, audit, digests, lifeline, params as job_params

@@ -11,7 +11,9 @@ class DeployChecksConfig(AppConfig):
 
         from checklist.models import AuditEvent, TaskRun
 
-        from . import jobs, notify, proof_jobs, spec_file
+        from checks import spec_file
+
+        from . import jobs, notify, proof_jobs
 
         spec_file.MAX_BYTES = settings.CHECK_FILE_MAX_BYTES
         jobs.register_kinds()

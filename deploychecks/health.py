@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from deploychecks.redact import redact_url
+from checks.redact import redact_url
 
 from .models import WorkerHeartbeat
 

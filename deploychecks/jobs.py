@@ -21,11 +21,11 @@ from checklist.jobs import JobKind, register
 from checklist.params import LEAD, Param
 from checklist.tasks import JobResult
 
-from . import reach, registry
+from checks import reach, registry
 from .criteria import CRITERIA
 from .models import RunbookCheckSettings
-from .redact import scrub, url_password
-from .report import CheckInputError
+from checks.redact import scrub, url_password
+from checks.report import CheckInputError
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def check_http(ctx):
 
 def check_performance(ctx):
     """The performance check, compared with the runbook's baseline when it has one."""
-    from . import performance
+    from checks import performance
     from .models import PerformanceBaseline
 
     cs = _settings(ctx)

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import MonitorSample, RunbookCheckSettings
-from .redact import redact_url, scrub
-from .report import CheckInputError
-from .target import explain_connect_error, target
+from checks.redact import redact_url, scrub
+from checks.report import CheckInputError
+from checks.pg_target import explain_connect_error, target
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from .redact import scrub, url_password
+from checks.redact import scrub, url_password
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from email.utils import format_datetime
 from checklist.jobs import JobKind, register
 from checklist.tasks import JobInputError, JobResult
 
-from . import appdb, digitalocean, junit, repo
+from checks import appdb, digitalocean, junit, repo
 from .models import RunbookProofSettings
 from .triggers import TITLES
-from .report import CheckInputError
+from checks.report import CheckInputError
 
 log = logging.getLogger(__name__)
 

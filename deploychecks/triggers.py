@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from checklist import audit, rules
 
-from . import performance
+from checks import performance
 from .criteria import latest_report
 from .models import PerformanceBaseline, RunbookCheckSettings, TriggerFiring
 

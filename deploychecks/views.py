@@ -7,7 +7,9 @@ from checklist import actions, rules
 from checklist.models import Runbook
 from checklist.views import reader_required
 
-from . import criteria, monitor, reach, readonly_sql, triggers
+from checks import reach, readonly_sql
+
+from . import criteria, monitor, triggers
 from .models import RunbookCheckSettings
 
 SETTINGS_FIELDS = RunbookCheckSettings.FIELDS

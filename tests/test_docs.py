@@ -13,7 +13,7 @@ from django.core.management import call_command, load_command_class
 
 from checklist import jobs
 from checklist.models import ChecklistTemplate, Runbook
-from deploychecks import app_spec, registry
+from checks import app_spec, registry
 
 from .conftest import SEED
 from .worker import worker_env

@@ -11,7 +11,7 @@ from django.urls import reverse
 from checklist import actions, jobs, params
 from checklist.api import new_token
 from checklist.models import AuditEvent, TaskRun
-from deploychecks import registry
+from checks import registry
 
 from .factories import sign_off_through
 

@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from deploychecks import app_spec
-from deploychecks.report import CheckInputError
+from checks import app_spec
+from checks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
 

@@ -3,8 +3,8 @@ main server on 127.0.0.1:5432 (which has ssl = off)."""
 import psycopg
 import pytest
 
-from deploychecks import connectivity
-from deploychecks.report import CheckInputError
+from checks import connectivity
+from checks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from deploychecks import env
-from deploychecks.report import CheckInputError
+from checks import env
+from checks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
 

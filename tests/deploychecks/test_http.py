@@ -1,8 +1,8 @@
 """The http check against the test site: gunicorn over TLS with a certificate from the test CA."""
 import pytest
 
-from deploychecks import http
-from deploychecks.report import CheckInputError
+from checks import http
+from checks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
 

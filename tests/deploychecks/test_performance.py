@@ -4,8 +4,8 @@ import sqlite3
 import psycopg
 import pytest
 
-from deploychecks import performance
-from deploychecks.report import CheckInputError
+from checks import performance
+from checks.report import CheckInputError
 
 from .assertions import assert_no_secret, criterion
 from .databases import fresh_database

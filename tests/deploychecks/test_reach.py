@@ -3,7 +3,7 @@ on it, the http:// URL names its host), refused on save and again before a check
 database checks use only the runbook's own target (a run cannot pass another)."""
 import pytest
 
-from deploychecks import reach
+from checks import reach
 from deploychecks.models import RunbookCheckSettings
 from checklist.models import TaskRun
 

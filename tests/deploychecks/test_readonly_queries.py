@@ -4,9 +4,9 @@ prepared statement in a READ ONLY transaction that is always rolled back. The ta
 import psycopg
 import pytest
 
-from deploychecks import connectivity, performance, readonly_sql
+from checks import connectivity, performance, readonly_sql
 from deploychecks.models import RunbookCheckSettings
-from deploychecks.report import CheckInputError
+from checks.report import CheckInputError
 
 from .assertions import criterion
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploychecks import registry
-from deploychecks.report import CheckInputError
+from checks import registry
+from checks.report import CheckInputError
 
 REPO_SPEC = Path(__file__).resolve().parents[2] / "app-spec.yaml"
 
@@ -63,7 +63,7 @@ def test_run_check_runs_the_named_check():
 
 def test_checks_run_without_django():
     # The job layer and the CLI share these modules; they must not need a configured Django.
-    code = ("import sys, deploychecks.registry; "
+    code = ("import sys, checks.registry; "
             "sys.exit(any(m == 'django' or m.startswith('django.') for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_SPEC.parent,
                             capture_output=True, text=True, timeout=60)

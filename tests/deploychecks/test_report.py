@@ -1,9 +1,9 @@
 """The report shape, redaction and percentiles every check relies on."""
 import json
 
-from deploychecks.latency import percentile, summarize_ms
-from deploychecks.redact import redact_url, scrub, url_password
-from deploychecks.report import CheckReport
+from checks.latency import percentile, summarize_ms
+from checks.redact import redact_url, scrub, url_password
+from checks.report import CheckReport
 
 
 def test_report_passes_only_when_every_criterion_passes():

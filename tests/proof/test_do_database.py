@@ -9,9 +9,9 @@ import pytest
 
 from checklist import jobs
 from checklist.models import AuditEvent, ItemState
-from deploychecks import digitalocean
+from checks import digitalocean
 from deploychecks.models import RunbookProofSettings
-from deploychecks.report import CheckInputError
+from checks.report import CheckInputError
 from tests.conftest import assert_secret_absent, ended, wait_for_run
 from tests.deploychecks.conftest import pki  # noqa: F401  (a CA and a 127.0.0.1 certificate)
 from tests.worker import start_worker

@@ -4,8 +4,8 @@ import pytest
 
 from checklist import jobs
 from checklist.models import ItemState
-from deploychecks import junit
-from deploychecks.report import CheckInputError
+from checks import junit
+from checks.report import CheckInputError
 from tests.conftest import ended, wait_for_run
 
 from .conftest import proof_settings

@@ -4,15 +4,15 @@
     python manage.py check_deploy CHECK [options] [--json]
 
 Exit codes: 0 every criterion passed, 1 the check found problems, 2 unusable input.
-The options of each check come from deploychecks.registry; `check_deploy CHECK --help` lists them.
+The options of each check come from checks.registry; `check_deploy CHECK --help` lists them.
 """
 import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from deploychecks import registry
-from deploychecks.report import CheckInputError
+from checks import registry
+from checks.report import CheckInputError
 
 
 class Command(BaseCommand):

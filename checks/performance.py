@@ -31,7 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import readonly_sql
 from .latency import summarize_ms
 from .report import CheckInputError, CheckReport
-from .target import explain_connect_error, target
+from .pg_target import explain_connect_error, target
 
 STATEMENT_TIMEOUT = "30s"
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")

@@ -6,7 +6,7 @@ criteria, rollback triggers, monitoring) pick figures out of it by key. So the k
 and each criterion says what was measured against what was expected.
 
 Nothing in a report may hold a password or a secret value; checks redact URLs
-(`deploychecks.redact`) before they put them here.
+(`checks.redact`) before they put them here.
 """
 from __future__ import annotations
 

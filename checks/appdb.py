@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from .report import CheckInputError
-from .target import explain_connect_error, target
+from .pg_target import explain_connect_error, target
 
 
 def _table(name: str) -> sql.Composable:

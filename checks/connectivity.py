@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .latency import summarize_ms
 from .report import CheckReport
-from .target import explain_connect_error, target
+from .pg_target import explain_connect_error, target
 
 
 def run(url, ca_file=None, sslmode=None, pool_size=20, samples=50, connect_timeout=10,

@@ -13,9 +13,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import audit, digests, rules
+from migration.redact import redact_url
+
+from . import audit, digests, jobs, rules
 from .importer import ChecklistParseError, parse_checklist
 from .replay import item_snapshot
+from .rules import Refused  # noqa: F401  (callers catch actions.Refused)
+from .runbook_target import encrypt_url
 from .models import (
     ChecklistTemplate,
     ContactField,
@@ -37,18 +41,6 @@ from .models import (
 )
 
 
-class Refused(Exception):
-    """An action the rules refused; `.decision` carries the reason and HTTP status."""
-
-    def __init__(self, decision):
-        super().__init__(decision.reason)
-        self.decision = decision
-
-    @property
-    def status(self):
-        return self.decision.status
-
-
 def _refuse(decision, user, action, obj=None, runbook=None, phase=None, item=None):
     audit.record(
         "denied",
@@ -67,7 +59,9 @@ def deny(user, action, decision, **where):
     _refuse(decision, user, action, **where)
 
 
-def _check(decision, user, action, **where):
+def require(decision, user, action, **where):
+    """Inside an `atomic_action`: go on when `decision` allows, else refuse `action` (the refusal
+    is audited once the action's transaction has been rolled back) and raise Refused."""
     if not decision:
         # Leave the action's transaction first: the refusal is recorded on its own.
         raise _Deferred(decision, user, action, where)
@@ -78,7 +72,7 @@ class _Deferred(Exception):
         self.args_ = (decision, user, action, where)
 
 
-def _run(fn):
+def atomic_action(fn):
     """Run an action body in a transaction; record and raise refusals outside it."""
 
     def wrapper(*args, **kwargs):
@@ -94,7 +88,8 @@ def _run(fn):
     return wrapper
 
 
-def _lock_runbook(runbook_id):
+def lock_runbook(runbook_id):
+    """Lock a runbook's row for the rest of the transaction and return it, fresh."""
     # The UPDATE both takes the row lock that serialises writes on this runbook and bumps the
     # revision other people's pages poll for.
     Runbook.objects.filter(pk=runbook_id).update(revision=F("revision") + 1)
@@ -103,7 +98,7 @@ def _lock_runbook(runbook_id):
 
 def _lock_state(state_id):
     runbook_id = ItemState.objects.values_list("runbook_id", flat=True).get(pk=state_id)
-    runbook = _lock_runbook(runbook_id)
+    runbook = lock_runbook(runbook_id)
     state = (
         ItemState.objects.select_for_update(of=("self",))
         .select_related("item__group__phase", "checked_by")
@@ -127,11 +122,11 @@ def _check_version(state, expected_version, user, action):
             if not 0 <= expected_version < 2**31:
                 raise ValueError
         except ValueError:
-            _check(rules.Decision(False, "'version' must be the item's version number, as the "
+            require(rules.Decision(False, "'version' must be the item's version number, as the "
                                          "page sent it.", 400), user, action, **_where(state))
     if expected_version is not None and expected_version != state.version:
         who = state.checked_by.get_username() if state.checked_by else "someone"
-        _check(
+        require(
             rules.Decision(False, f"This item was changed by {who} since you loaded it; "
                                   "your change was not applied. The page now shows the latest.", 409),
             user, action, **_where(state),
@@ -145,7 +140,7 @@ def _add_note(state, user, action, text):
     return text
 
 
-@_run
+@atomic_action
 def tick(user, state, note="", expected_version=None, run=None, approval=None,
          judged_passed=False):
     """Tick an item: by hand, or earned by a succeeded job `run` (the user started the job) or by
@@ -153,7 +148,7 @@ def tick(user, state, note="", expected_version=None, run=None, approval=None,
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "tick")
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_tick(user, state, facts, run=run, approval=approval,
+    require(rules.can_tick(user, state, facts, run=run, approval=approval,
                           judged_passed=judged_passed), user, "tick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
@@ -172,17 +167,17 @@ def tick(user, state, note="", expected_version=None, run=None, approval=None,
     return state
 
 
-@_run
+@atomic_action
 def override(user, state, reason, expected_version=None):
     """A lead ticks a job-bound item without its job, saying why; audited as an override and
     shown as one everywhere (never as earned)."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "override")
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_override(user, state, facts), user, "override", **_where(state))
+    require(rules.can_override(user, state, facts), user, "override", **_where(state))
     reason = (reason or "").strip()
     if not reason:
-        _check(rules.Decision(False, "reason: say why this item is ticked without its job.", 400),
+        require(rules.Decision(False, "reason: say why this item is ticked without its job.", 400),
                user, "override", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at = True, user, timezone.now()
@@ -261,13 +256,13 @@ def verify_earned_evidence(runbook):
     return withdrawn
 
 
-@_run
+@atomic_action
 def untick(user, state, note="", expected_version=None):
     """Untick an item; in a signed-off phase this withdraws that sign-off and every later one."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "untick")
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_untick(user, state, facts), user, "untick", **_where(state))
+    require(rules.can_untick(user, state, facts), user, "untick", **_where(state))
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at, state.earned_by = False, None, None, ""
     state.earned_run, state.overridden, state.override_reason = None, False, ""
@@ -282,26 +277,26 @@ def untick(user, state, note="", expected_version=None):
     return state
 
 
-@_run
+@atomic_action
 def add_note(user, state, text):
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_change_item(user, state, facts), user, "note", **_where(state))
+    require(rules.can_change_item(user, state, facts), user, "note", **_where(state))
     if not (text or "").strip():
-        _check(rules.Decision(False, "A note cannot be empty.", 400), user, "note", **_where(state))
+        require(rules.Decision(False, "A note cannot be empty.", 400), user, "note", **_where(state))
     note = _add_note(state, user, "note", text)
     audit.record("note", actor=user, after={"note": note}, **_where(state))
     return state
 
 
-@_run
+@atomic_action
 def mark_not_applicable(user, state, reason):
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_mark_not_applicable(user, state, facts), user, "not-applicable", **_where(state))
+    require(rules.can_mark_not_applicable(user, state, facts), user, "not-applicable", **_where(state))
     reason = (reason or "").strip()
     if not reason:
-        _check(rules.Decision(False, "Say why the item does not apply.", 400), user,
+        require(rules.Decision(False, "Say why the item does not apply.", 400), user,
                "not-applicable", **_where(state))
     before = _item_snapshot(state)
     state.not_applicable, state.na_reason = True, reason
@@ -315,11 +310,11 @@ def mark_not_applicable(user, state, reason):
     return state
 
 
-@_run
+@atomic_action
 def clear_not_applicable(user, state, note=""):
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_clear_not_applicable(user, state, facts), user, "applicable", **_where(state))
+    require(rules.can_clear_not_applicable(user, state, facts), user, "applicable", **_where(state))
     before = _item_snapshot(state)
     state.not_applicable, state.na_reason = False, ""
     state.checked_by, state.checked_at = None, None
@@ -362,12 +357,12 @@ def _withdraw_from(runbook, phase, user, reason, facts):
     return withdrawn
 
 
-@_run
+@atomic_action
 def sign_off(user, runbook, phase, comment=""):
     """A lead signs off a complete phase, which opens the next one."""
-    runbook = _lock_runbook(runbook.pk)
+    runbook = lock_runbook(runbook.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_sign_off(user, phase, facts), user, "sign-off", obj=phase, runbook=runbook,
+    require(rules.can_sign_off(user, phase, facts), user, "sign-off", obj=phase, runbook=runbook,
            phase=phase)
     record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
     audit.record("sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
@@ -376,11 +371,11 @@ def sign_off(user, runbook, phase, comment=""):
     return record
 
 
-@_run
+@atomic_action
 def request_go_live(user, runbook, comment=""):
-    runbook = _lock_runbook(runbook.pk)
+    runbook = lock_runbook(runbook.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_request_go_live(user, facts), user, "go-live-request", obj=runbook,
+    require(rules.can_request_go_live(user, facts), user, "go-live-request", obj=runbook,
            runbook=runbook)
     request = GoLiveRequest.objects.create(runbook=runbook, requested_by=user, comment=comment.strip())
     audit.record("go-live-request", actor=user, obj=request, runbook=runbook,
@@ -389,12 +384,12 @@ def request_go_live(user, runbook, comment=""):
     return request
 
 
-@_run
+@atomic_action
 def approve_go_live(user, runbook, comment=""):
     """A lead other than the requester approves; authorization is computed from the approvals."""
-    runbook = _lock_runbook(runbook.pk)
+    runbook = lock_runbook(runbook.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
-    _check(rules.can_approve_go_live(user, facts), user, "go-live-approve", obj=runbook,
+    require(rules.can_approve_go_live(user, facts), user, "go-live-approve", obj=runbook,
            runbook=runbook)
     approval = GoLiveApproval.objects.create(request=facts.go_live, lead=user, comment=comment.strip())
     facts = rules.RunbookFacts.load(runbook, states=False)
@@ -409,10 +404,10 @@ def approve_go_live(user, runbook, comment=""):
     return approval
 
 
-@_run
+@atomic_action
 def set_contact(user, runbook, field, value):
-    runbook = _lock_runbook(runbook.pk)
-    _check(rules.can_edit_contacts(user), user, "contact", obj=field, runbook=runbook)
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_edit_contacts(user), user, "contact", obj=field, runbook=runbook)
     contact, _ = ContactValue.objects.select_for_update().get_or_create(runbook=runbook, field=field)
     before = {"value": contact.value}
     contact.value, contact.updated_by, contact.updated_at = value.strip(), user, timezone.now()
@@ -422,16 +417,16 @@ def set_contact(user, runbook, field, value):
     return contact
 
 
-@_run
+@atomic_action
 def start_runbook(user, template, name):
     """Start a runbook on one template version: one ItemState per item, all unticked."""
     # The template's row lock orders this start with a lead's change of its gating.
     template = ChecklistTemplate.objects.select_for_update().get(pk=template.pk)
-    _check(rules.can_start_runbook(user), user, "start-runbook", obj=template)
+    require(rules.can_start_runbook(user), user, "start-runbook", obj=template)
     name = (name or "").strip()
     problem = rules.runbook_name_problem(name)
     if problem:
-        _check(rules.Decision(False, problem, 400), user, "start-runbook", obj=template)
+        require(rules.Decision(False, problem, 400), user, "start-runbook", obj=template)
     runbook = Runbook.objects.create(template=template, name=name, created_by=user)
     items = Item.objects.filter(group__phase__template=template).only("pk")
     ItemState.objects.bulk_create([ItemState(runbook=runbook, item=i) for i in items])
@@ -464,27 +459,27 @@ def _template_name(name, parsed):
     return name
 
 
-@_run
+@atomic_action
 def upload_template(user, text, name=None):
     """A lead imports a checklist through the web (the command imports as the operator).
     Returns (template, created); raises importer.ChecklistParseError naming the line."""
-    _check(rules.can_import_template(user), user, "template-import")
+    require(rules.can_import_template(user), user, "template-import")
     return import_template(text, name=name, user=user)
 
 
-@_run
+@atomic_action
 def set_phase_gating(user, phase, kind):
     """A lead makes a phase gated or not gated (or a rollback plan / success criteria) before
     the first runbook starts on its template version."""
     template = ChecklistTemplate.objects.select_for_update().get(pk=phase.template_id)
     phase = Phase.objects.get(pk=phase.pk)
     where = {"obj": phase}
-    _check(rules.can_change_gating(user, template), user, "phase-gating", **where)
+    require(rules.can_change_gating(user, template), user, "phase-gating", **where)
     if kind not in dict(Phase.KIND_CHOICES):
         choices = ", ".join(dict(Phase.KIND_CHOICES))
-        _check(rules.Decision(False, f"kind: one of {choices}, not '{str(kind)[:40]}'.", 400),
+        require(rules.Decision(False, f"kind: one of {choices}, not '{str(kind)[:40]}'.", 400),
                user, "phase-gating", **where)
-    _check(rules.keeps_a_gated_phase(template, phase, kind), user, "phase-gating", **where)
+    require(rules.keeps_a_gated_phase(template, phase, kind), user, "phase-gating", **where)
     before = {"phase": phase.title, "kind": phase.kind, "gating_reason": phase.gating_reason}
     phase.kind = kind
     phase.gating_reason = f"set by {user.get_username()}, a lead"
@@ -495,24 +490,23 @@ def set_phase_gating(user, phase, kind):
     return phase
 
 
-@_run
+@atomic_action
 def bind_item(user, item, kind, bound=True, part=""):
     """A lead binds an item of a template version to a job kind (`bound`), or unbinds it. For a
     kind that judges named parts (a success criterion, a rollback trigger) `part` says which one
     earns the item. The change applies to runbooks started on the version from now on; runbooks
     already started keep the bindings they started with (RunbookBinding)."""
-    from .jobs import REGISTRY
 
     item = Item.objects.select_related("group__phase").get(pk=item.pk)
     template = ChecklistTemplate.objects.select_for_update().get(pk=item.group.phase.template_id)
     action = "job-binding" if bound else "job-unbinding"
-    _check(rules.can_change_bindings(user, template), user, action, obj=item)
-    if not isinstance(kind, str) or kind not in REGISTRY:
-        _check(rules.Decision(False, f"kind: no job kind '{str(kind)[:50]}'.", 400), user, action,
+    require(rules.can_change_bindings(user, template), user, action, obj=item)
+    if not isinstance(kind, str) or kind not in jobs.REGISTRY:
+        require(rules.Decision(False, f"kind: no job kind '{str(kind)[:50]}'.", 400), user, action,
                obj=item)
     part = part if isinstance(part, str) else ""
     if bound:
-        _check(rules.binding_part_problem(REGISTRY[kind], part), user, action, obj=item)
+        require(rules.binding_part_problem(jobs.REGISTRY[kind], part), user, action, obj=item)
     existing = JobBinding.objects.filter(item=item, kind=kind).first()
     before = {"bound": existing is not None,
               **({"part": existing.part} if existing is not None and existing.part else {})}
@@ -574,23 +568,22 @@ def import_template(text, name=None, user=None):
         [ContactField(template=template, order=n, section=c.section, label=c.label,
                       placeholder=c.placeholder) for n, c in enumerate(parsed.contacts)]
     )
-    from .jobs import bind_known_template
 
-    bound = bind_known_template(template)
+    bound = jobs.bind_known_template(template)
     audit.record("template-import", actor=user, obj=template,
                  after={"name": name, "version": template.version, "sha256": sha,
                         "phases": len(parsed.phases), "items": len(items), "job_bindings": bound})
     return template, True
 
 
-@_run
+@atomic_action
 def set_sources(user, runbook, sources):
     """Set the runbook's SQLite sources ({name: path}); a lead's configuration change."""
-    runbook = _lock_runbook(runbook.pk)
-    _check(rules.can_configure(user), user, "sources", obj=runbook, runbook=runbook)
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_configure(user), user, "sources", obj=runbook, runbook=runbook)
     bad = [n for n in sources if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", n)]
     if bad:
-        _check(rules.Decision(False, f"Source names may hold letters, digits, '_', '.', '-': "
+        require(rules.Decision(False, f"Source names may hold letters, digits, '_', '.', '-': "
                                      f"{', '.join(bad)}", 400), user, "sources", obj=runbook,
                runbook=runbook)
     before = {s.name: s.path for s in runbook.sources.all()}
@@ -602,36 +595,34 @@ def set_sources(user, runbook, sources):
     return runbook
 
 
-@_run
+@atomic_action
 def set_target(user, runbook, url):
     """Set the runbook's target PostgreSQL URL; stored encrypted, audited redacted."""
-    from .targets import describe, encrypt
-
-    runbook = _lock_runbook(runbook.pk)
-    _check(rules.can_configure(user), user, "target", obj=runbook, runbook=runbook)
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_configure(user), user, "target", obj=runbook, runbook=runbook)
     url = (url or "").strip()
     if not re.match(r"^postgres(ql)?://", url):
-        _check(rules.Decision(False, f"The target must be a postgresql:// URL, not "
-                                     f"'{describe(url)[:80]}'.", 400),
+        require(rules.Decision(False, f"The target must be a postgresql:// URL, not "
+                                     f"'{redact_url(url)[:80]}'.", 400),
                user, "target", obj=runbook, runbook=runbook)
     old = RunbookTarget.objects.filter(runbook=runbook).first()
     RunbookTarget.objects.update_or_create(
-        runbook=runbook, defaults={"url_encrypted": encrypt(url), "url_redacted": describe(url),
+        runbook=runbook, defaults={"url_encrypted": encrypt_url(url), "url_redacted": redact_url(url),
                                    "updated_at": timezone.now()})
     audit.record("target", actor=user, obj=runbook, runbook=runbook,
-                 before={"url": old.url_redacted if old else None}, after={"url": describe(url)})
+                 before={"url": old.url_redacted if old else None}, after={"url": redact_url(url)})
     return runbook
 
 
-@_run
+@atomic_action
 def approve_schema(user, runbook, evidence, comment=""):
     """A lead approves unified_schema.sql as it is now (bound to its sha256) and so ticks
     "`unified_schema.sql` reviewed and approved"."""
-    runbook = _lock_runbook(runbook.pk)
-    _check(rules.can_approve_schema(user), user, "schema-approve", obj=runbook, runbook=runbook)
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_approve_schema(user), user, "schema-approve", obj=runbook, runbook=runbook)
     latest = rules.latest_schema_evidence(runbook)
     if latest is None or latest.pk != evidence.pk:
-        _check(rules.Decision(False, "Only the newest unified_schema.sql can be approved.", 409),
+        require(rules.Decision(False, "Only the newest unified_schema.sql can be approved.", 409),
                user, "schema-approve", obj=runbook, runbook=runbook)
     approval = SchemaApproval.objects.create(runbook=runbook, evidence=evidence,
                                              sha256=evidence.sha256, lead=user, comment=comment)
@@ -671,15 +662,15 @@ def _admin_snapshot(obj):
 
 def _admin_where(obj):
     runbook_id = getattr(obj, "runbook_id", None)
-    return {"obj": obj, "runbook": _lock_runbook(runbook_id) if runbook_id else None}
+    return {"obj": obj, "runbook": lock_runbook(runbook_id) if runbook_id else None}
 
 
-@_run
+@atomic_action
 def admin_save(user, obj, change):
     """Save an object edited in the Django admin: under its runbook's lock when it has one, if the
     rule allows, with an audit event holding the fields before and after."""
     where = _admin_where(obj) if change else {"obj": obj}
-    _check(rules.can_admin_write(user, obj), user, "admin-save", **where)
+    require(rules.can_admin_write(user, obj), user, "admin-save", **where)
     before = None
     if change:
         before = _admin_snapshot(type(obj).objects.get(pk=obj.pk))
@@ -692,7 +683,7 @@ def admin_save(user, obj, change):
     return obj
 
 
-@_run
+@atomic_action
 def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=False):
     """Save a runbook's check settings (deploychecks.models.RunbookCheckSettings) from already
     validated `values` (field -> value, fields of RunbookCheckSettings.FIELDS only): under the
@@ -700,8 +691,8 @@ def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=Fal
     (the webhook only redacted). The row is made here on the first save, never by a read."""
     from deploychecks.models import RunbookCheckSettings
 
-    runbook = _lock_runbook(runbook.pk)
-    _check(rules.can_configure(user), user, "check-settings", obj=runbook, runbook=runbook)
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_configure(user), user, "check-settings", obj=runbook, runbook=runbook)
     unknown = set(values) - set(RunbookCheckSettings.FIELDS)
     if unknown:
         raise ValueError(f"not check settings: {', '.join(sorted(unknown))}")
@@ -721,11 +712,11 @@ def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=Fal
     return cs
 
 
-@_run
+@atomic_action
 def admin_delete(user, obj):
     """Delete an object from the Django admin, audited like `admin_save`."""
     where = _admin_where(obj)
-    _check(rules.can_admin_write(user, obj), user, "admin-delete", **where)
+    require(rules.can_admin_write(user, obj), user, "admin-delete", **where)
     before = {"model": obj._meta.label, **_admin_snapshot(obj)}
     audit.record("admin-delete", actor=user, before=before, after=None, **where)
     obj.delete()

@@ -227,7 +227,7 @@ def runbook_jobs(request, runbook_id):
         return error(400, shape)
     if not isinstance(body.get("kind"), str):
         return error(400, "'kind' must be the name of a job kind.")
-    from .jobs import start_job
+    from .job_actions import start_job
 
     try:
         run = start_job(user, runbook, body["kind"], body.get("params"))

@@ -10,18 +10,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from migration.hashing import file_sha256
+
 
 class EvidenceBroken(Exception):
     """An evidence file is missing or no longer matches its recorded sha256."""
-
-
-def file_sha256(path):
-    """The sha256 of a file, read in chunks (evidence can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def evidence_file(evidence):

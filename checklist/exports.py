@@ -23,7 +23,7 @@ from . import pack as pack_layout
 from .api import runbook_document
 from .history import chain_status, filtered_events, history_access
 from .models import Evidence
-from .tasks import file_sha256
+from migration.hashing import file_sha256
 from .views import _runbook, evidence_file, reader_required
 
 COLUMNS = ["seq", "created_at", "actor", "action", "object_type", "object_id", "phase_id",

@@ -1,37 +1,42 @@
-"""Jobs behind items: the registry of job kinds, and starting and cancelling runs.
+"""Job kinds: the registry of what a job can be, and which items each kind earns.
 
-A job kind names the function that does the work (a handler taking a JobContext), the parameters
-it needs, and the items it can earn. Which items of a template a kind earns is data (JobBinding
-rows, made on import from `bindings/*.json` or edited in the admin). Every start goes through
-`start_job()`, whether from the Run button, the API or `manage.py run_job`: it checks the rules,
-records a queued TaskRun and its audit event, and queues the Celery task; a worker does the rest.
+A job kind names its handler (a function taking a JobContext and returning a JobResult,
+checklist/job_context.py), the parameters a run may pass, and what it needs. Each app registers
+the kinds it owns from its AppConfig.ready(): the engine's steps (migration/jobs.py), the checks
+and proofs (deploychecks/jobs.py, deploychecks/proof_jobs.py); `command:<name>` kinds come from
+the commands an admin configured (checklist/command_job.py). Which items of a template a kind
+earns is data (JobBinding rows, made on import from `bindings/*.json` or by a lead).
+
+Starting and cancelling runs are actions (checklist/job_actions.py); running one is
+checklist/runner.py.
 """
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.conf import settings
 
-from . import audit, params as job_params, rules
-from .actions import Refused, _check, _lock_runbook, _run
-from .models import CommandSpec, Item, JobBinding, RunbookBinding, TaskRun
+from migration.hashing import file_sha256
+
+from . import command_job, rules
+from .models import CommandSpec, Item, JobBinding, RunbookBinding
 
 BINDINGS_DIR = Path(__file__).resolve().parent / "bindings"
+
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     title: str
-    handler: str  # dotted path of `handler(ctx) -> JobResult`
+    handler: Callable  # handler(ctx: JobContext) -> JobResult
     params: tuple = ()  # the Params (checklist/params.py) a run may pass; nothing else is taken
     time_limit: int = 3600  # seconds; the worker kills the task after this
     needs_target: bool = False
     needs_sources: bool = True
     description: str = ""
-    # Dotted path of `hook(run, user)` called in the run's final transaction after a success.
-    on_success: str = ""
+    # on_success(run, user), called in the run's final transaction after a success.
+    on_success: Callable | None = None
     # Applies unified_schema.sql: refused unless a lead's approval stands for that very file.
     needs_schema_approval: bool = False
     # Named parts a lead can bind an item to, for kinds that judge items one by one
@@ -40,31 +45,11 @@ class JobKind:
     parts: tuple = ()
 
 
-REGISTRY = {
-    k.name: k
-    for k in [
-        JobKind("backup", "Back up and verify the SQLite files", "migration.tasks.backup_job",
-                description="Online backup, integrity check, manifest with sha256, restore test."),
-        JobKind("restore-test", "Restore test", "migration.tasks.restore_test_job",
-                description="Restore the latest backup to a scratch folder and compare."),
-        JobKind("assess", "Assess the SQLite databases", "migration.tasks.assess_job"),
-        JobKind("schema", "Generate the unified PostgreSQL schema", "migration.tasks.schema_job",
-                needs_target=True, on_success="checklist.actions.void_stale_schema_approval"),
-        JobKind("dry-run", "Dry-run the migration", "migration.tasks.dry_run_job", needs_target=True,
-                needs_schema_approval=True),
-        JobKind("migrate", "Run the migration (COPY)", "migration.tasks.migrate_job",
-                needs_target=True, time_limit=4 * 3600, needs_schema_approval=True),
-        JobKind("validate", "Validate every row", "migration.tasks.validate_job", needs_target=True,
-                time_limit=4 * 3600),
-        JobKind("rollback", "Roll back the migration", "migration.tasks.rollback_job",
-                needs_target=True, description="Restore the SQLite files and drop exactly what the "
-                                               "migration created (refused if anything else depends on it)."),
-        JobKind("rollback-rehearsal", "Rehearse the rollback", "migration.tasks.rollback_rehearsal_job",
-                needs_target=True, description="Verify the backups and run the drops in a transaction "
-                                               "that is rolled back: proves the rollback, changes nothing."),
-        JobKind("cleanup", "Archive and clean up", "migration.tasks.cleanup_job"),
-    ]
-}
+# name -> JobKind, filled by the apps' AppConfig.ready() through register().
+REGISTRY = {}
+# What the apps do once a run has ended and is committed: step(run), in registration order
+# (checklist/runner.py finish() calls them; deploychecks registers its after_run).
+RUN_END_STEPS = []
 
 
 def kinds():
@@ -72,9 +57,16 @@ def kinds():
 
 
 def register(kind):
-    """Add a job kind (other apps register theirs from their AppConfig.ready())."""
+    """Add a job kind (each app registers its own from its AppConfig.ready())."""
     REGISTRY[kind.name] = kind
     return kind
+
+
+def on_run_end(step):
+    """Have `step(run)` called once every run has ended and its end is committed."""
+    if step not in RUN_END_STEPS:
+        RUN_END_STEPS.append(step)
+    return step
 
 
 COMMAND_PREFIX = "command:"
@@ -87,10 +79,10 @@ def get_kind(name):
     if name.startswith(COMMAND_PREFIX):
         spec = CommandSpec.named(name.removeprefix(COMMAND_PREFIX))
         if spec is not None:
-            return JobKind(name, f"Run {spec.name}", "checklist.commands.command_job",
+            return JobKind(name, f"Run {spec.name}", command_job.command_job,
                            time_limit=spec.timeout_seconds + 60, needs_sources=False,
                            description=spec.description)
-    raise Refused(rules.Decision(False, f"Unknown job kind '{name[:80]}'.", 400))
+    raise rules.Refused(rules.Decision(False, f"Unknown job kind '{name[:80]}'.", 400))
 
 
 def bind_known_template(template):
@@ -173,87 +165,10 @@ def latest_runs(runbook):
 
 def schema_file(runbook):
     """The unified_schema.sql the engine's run step applies for this runbook (its work folder)."""
-    from django.conf import settings
-
     return Path(settings.JOB_WORKDIR) / f"runbook-{runbook.pk}" / "engine" / "unified_schema.sql"
 
 
 def schema_file_sha256(runbook):
     """The sha256 of the schema file the run would apply now, or None when there is none."""
-    from .evidence import file_sha256
-
     path = schema_file(runbook)
     return file_sha256(path) if path.is_file() else None
-
-
-def start_job(user, runbook, kind_name, params=None):
-    """Queue a job on a runbook, through the same rules as a tick. Returns the TaskRun.
-
-    `params` are checked against the kind's declared parameters (checklist/params.py): anything
-    else is refused (400, or 403 for a lead-only parameter) with a 'denied' audit event."""
-    if not isinstance(kind_name, str):
-        raise Refused(rules.Decision(False, "'kind' must be the name of a job kind.", 400))
-    return _start(user, runbook, get_kind(kind_name), params)
-
-
-@_run
-def _start(user, runbook, kind, params):
-    runbook = _lock_runbook(runbook.pk)
-    facts = rules.RunbookFacts.load(runbook, states=False)
-    items = items_for(runbook, kind.name)
-    where = {"obj": runbook, "runbook": runbook}
-    # Who first, then what was passed (a bad request is 400 whatever the runbook's state), then
-    # whether the runbook is ready for this job.
-    _check(rules.can_work(user), user, f"job:{kind.name}", **where)
-    params, decision = job_params.validate(user, kind, params)
-    _check(decision, user, f"job:{kind.name}", **where)
-    _check(rules.can_run_job(user, runbook, kind, items, facts), user, f"job:{kind.name}", **where)
-    if kind.needs_schema_approval:
-        _check(rules.can_apply_schema(runbook, schema_file_sha256(runbook)), user,
-               f"job:{kind.name}", **where)
-    try:
-        with transaction.atomic():  # the database allows one active run per kind and runbook
-            run = TaskRun.objects.create(runbook=runbook, kind=kind.name, started_by=user,
-                                         params=job_params.for_storage(kind, params))
-    except IntegrityError:
-        _check(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
-                                     "on this runbook.", 409), user, f"job:{kind.name}", **where)
-    run.items.set(items)
-    audit.record("job-start", actor=user, obj=run, runbook=runbook,
-                 after={"kind": kind.name, "params": job_params.shown(run.params),
-                        "items": [i.pk for i in items]})
-    # Queue only once the run is committed, so the worker always finds it.
-    transaction.on_commit(lambda: _enqueue(run, kind))
-    return run
-
-
-def _enqueue(run, kind):
-    from .tasks import run_job
-
-    try:
-        # The message carries the run id only: broker files and queues never hold parameters.
-        result = run_job.apply_async(args=[run.pk],
-                                     soft_time_limit=kind.time_limit,
-                                     time_limit=kind.time_limit + 30)
-    except Exception as exc:  # the broker is down: say so on the run, lose nothing
-        TaskRun.objects.filter(pk=run.pk).update(
-            state=TaskRun.FAILED, finished_at=timezone.now(),
-            error=f"Could not queue the job: the task broker is unreachable ({type(exc).__name__}).")
-        return
-    TaskRun.objects.filter(pk=run.pk).update(celery_id=result.id)
-
-
-@_run
-def cancel_run(user, run):
-    """Ask a queued or running job to stop; a queued one is cancelled at once."""
-    _lock_runbook(run.runbook_id)
-    run = TaskRun.objects.select_for_update().select_related("runbook").get(pk=run.pk)
-    _check(rules.can_cancel_run(user, run), user, "job-cancel", obj=run, runbook=run.runbook)
-    if run.state == TaskRun.QUEUED:
-        run.state, run.finished_at = TaskRun.CANCELLED, timezone.now()
-        run.error = f"Cancelled by {user.get_username()} before it started."
-    run.cancel_requested = True
-    run.save()
-    audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
-                 after={"kind": run.kind, "state": run.state})
-    return run

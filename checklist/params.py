@@ -6,7 +6,7 @@ hosts, URLs, the TLS requirement, thresholds and rules come from the settings a 
 an audited action, never from a run (docs/trust-boundary.md has the table).
 
 `validate(user, kind, raw)` is the one check the API, the Run button and `manage.py run_job` all
-reach through `jobs.start_job`: it answers the cleaned parameters and a `rules.Decision`. Unknown,
+reach through `job_actions.start_job`: it answers the cleaned parameters and a `rules.Decision`. Unknown,
 ill-typed and out-of-bounds parameters are refused with 400, a lead-only parameter passed by
 someone who is not a lead with 403; the reason names the parameter but never echoes its value
 (a value may be a secret, and the reason lands in a 'denied' audit event).
@@ -14,7 +14,7 @@ someone who is not a lead with 403; the reason names the parameter but never ech
 import math
 from dataclasses import dataclass
 
-from . import rules
+from . import rules, secrets_at_rest
 
 MEMBER, LEAD = "member", "lead"
 TYPES = ("int", "float", "bool", "choice", "str")
@@ -127,21 +127,18 @@ ENCRYPTED = "encrypted"
 
 def for_storage(kind, cleaned):
     """`cleaned` as the TaskRun row keeps it: secret parameters encrypted."""
-    from .targets import encrypt
-
     declared = {p.name: p for p in kind.params}
-    return {k: ({ENCRYPTED: encrypt(str(v))} if declared[k].secret else v)
+    return {k: ({ENCRYPTED: secrets_at_rest.encrypt(str(v), secrets_at_rest.TARGET)}
+                if declared[k].secret else v)
             for k, v in cleaned.items()}
 
 
 def from_storage(stored):
     """(parameters, secret values) for the worker, decrypted from the row."""
-    from .targets import decrypt
-
     params, secrets = {}, []
     for key, value in (stored or {}).items():
         if isinstance(value, dict) and set(value) == {ENCRYPTED}:
-            value = decrypt(value[ENCRYPTED])
+            value = secrets_at_rest.decrypt(value[ENCRYPTED], secrets_at_rest.TARGET)
             secrets.append(value)
         params[key] = value
     return params, secrets

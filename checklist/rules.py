@@ -31,6 +31,18 @@ class Decision:
         return self.allowed
 
 
+class Refused(Exception):
+    """An action the rules refused; `.decision` carries the reason and HTTP status."""
+
+    def __init__(self, decision):
+        super().__init__(decision.reason)
+        self.decision = decision
+
+    @property
+    def status(self):
+        return self.decision.status
+
+
 ALLOW = Decision(True)
 
 

@@ -20,7 +20,7 @@ from django.utils.safestring import mark_safe
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import actions, jobs, rules
+from . import actions, job_actions, jobs, rules
 from .evidence import evidence_file, file_sha256
 from .forms import RunbookSettingsForm
 from .models import (
@@ -629,7 +629,7 @@ def job_run(request, runbook_id, kind):
     params = {k.removeprefix("param."): request.POST[k] for k in request.POST
               if k.startswith("param.")}
     try:
-        jobs.start_job(request.user, runbook, kind, params)
+        job_actions.start_job(request.user, runbook, kind, params)
     except actions.Refused as refused:
         return _refused(request, refused)
     return _after_write(request, runbook)
@@ -647,7 +647,7 @@ def _run_for(runbook_id, run_id):
 def run_cancel(request, runbook_id, run_id):
     run = _run_for(runbook_id, run_id)
     try:
-        jobs.cancel_run(request.user, run)
+        job_actions.cancel_run(request.user, run)
     except actions.Refused as refused:
         return _refused(request, refused)
     return _after_write(request, run.runbook)

@@ -13,7 +13,6 @@ unverified connection, so one report shows everything that is wrong.
 from __future__ import annotations
 
 import datetime
-import http.client
 import re
 import socket
 import ssl
@@ -26,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from . import http_request
 from .latency import summarize_ms
 from .redact import redact_url, scrub, url_password
 from .report import CheckInputError, CheckReport
@@ -88,13 +88,7 @@ def _parse(url, scheme):
 
 
 def _context(ca_file, verify=True) -> ssl.SSLContext:
-    if not verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    # With a CA file only that CA is trusted: the check proves the chain the operator expects.
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    return http_request.tls_context(ca_file, verify)
 
 
 def _error(exc, secrets) -> str:
@@ -102,6 +96,8 @@ def _error(exc, secrets) -> str:
         text = f"certificate verify failed: {exc.verify_message}"
     elif isinstance(exc, (socket.timeout, TimeoutError)):
         text = "timed out"
+    elif isinstance(exc, http_request.RequestFailed):
+        text = str(exc)
     else:
         text = f"{exc.__class__.__name__}: {exc}"
     return scrub(" ".join(text.split()), *secrets)
@@ -109,23 +105,9 @@ def _error(exc, secrets) -> str:
 
 def _request(url, context, timeout, method="GET"):
     """(status, headers as a lower-case dict, elapsed ms) of one request, no redirects."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
-                                           context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-    started = time.perf_counter()
-    try:
-        conn.request(method, target, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
-        response = conn.getresponse()
-        response.read(MAX_BODY)
-        elapsed = (time.perf_counter() - started) * 1000
-        headers = {k.lower(): v for k, v in response.getheaders()}
-        return response.status, headers, elapsed
-    finally:
-        conn.close()
+    answer = http_request.request(url, method, context=context, timeout=timeout,
+                                  max_body=MAX_BODY, user_agent=USER_AGENT)
+    return answer.status, answer.headers, answer.elapsed_ms
 
 
 def _check_certificate(report, base, ca_file, timeout, min_days, secrets) -> bool:
@@ -184,7 +166,7 @@ def _common_name(name) -> str:
 def _check_health(report, health_url, context, timeout, secrets) -> None:
     try:
         status, _, elapsed = _request(health_url, context, timeout)
-    except (OSError, http.client.HTTPException) as exc:
+    except http_request.RequestFailed as exc:
         reason = _error(exc, secrets)
         report.figures.update({"health_status": None, "health_ms": None})
         report.add("health", False, reason, f"200 within {timeout}s", redact_url(health_url))
@@ -202,7 +184,7 @@ def _check_health(report, health_url, context, timeout, secrets) -> None:
 def _check_headers(report, url, context, timeout, min_hsts, secrets) -> None:
     try:
         status, headers, _ = _request(url, context, timeout)
-    except (OSError, http.client.HTTPException) as exc:
+    except http_request.RequestFailed as exc:
         reason = _error(exc, secrets)
         report.add("security_headers", False, reason, "headers readable")
         report.problem(f"cannot read headers from {redact_url(url)}: {reason}",
@@ -259,7 +241,7 @@ def _default_http_url(base):
 def _check_redirect(report, http_url, timeout, secrets) -> None:
     try:
         status, headers, _ = _request(http_url, None, timeout)
-    except (OSError, http.client.HTTPException) as exc:
+    except http_request.RequestFailed as exc:
         reason = _error(exc, secrets)
         report.add("https_redirect", False, reason, "3xx to https://")
         report.problem(f"{redact_url(http_url)} did not answer: {reason}", "https_redirect")
@@ -296,7 +278,7 @@ def _load(report, url, paths, context, timeout, concurrency, total, time_cap, pa
                 failed = status >= 300
                 error = f"HTTP {status}" + (" (redirect)" if 300 <= status < 400 else "") \
                     if failed else ""
-            except (OSError, http.client.HTTPException) as exc:
+            except http_request.RequestFailed as exc:
                 elapsed, failed, error = None, True, _error(exc, secrets)
             with lock:
                 entry = results[path]

@@ -5,6 +5,18 @@ checks), which also masks libpq `password=...` pairs. Every URL a check shows go
 `redact_url`; every message that came from elsewhere goes through `scrub` with the secrets the
 check knows.
 """
-from migration.redact import MASK, redact_url, scrub, url_password
+from urllib.parse import urlsplit
+
+from migration.redact import MASK, redact_url, scrub, url_password  # noqa: F401
 
 __all__ = ["MASK", "redact_url", "scrub", "url_password"]
+
+
+def redact_webhook(url):
+    """scheme://host/… : webhook tokens live in the path or the query, so neither is shown."""
+    parts = urlsplit(url or "")
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    port = f":{parts.port}" if parts.port else ""
+    hidden = "/***" if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{hidden}"

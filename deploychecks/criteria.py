@@ -8,6 +8,12 @@ evidence the criterion is "no evidence yet" (ok is None), never a pass.
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
+
+from checklist.evidence import EvidenceBroken, read_verified
+from checklist.models import TaskRun
 
 from .models import MonitorSample, RunbookCheckSettings
 
@@ -77,9 +83,6 @@ def latest_report(runbook, kind):
     the run's `figures` evidence. When the newest report is missing or changed there is no
     trustworthy newest evidence: None (an older run must not stand in for it).
     """
-    from checklist.evidence import EvidenceBroken, read_verified
-    from checklist.models import TaskRun
-
     runs = (TaskRun.objects.filter(runbook=runbook, kind=kind, state__in=ENDED)
             .order_by("-finished_at", "-pk").prefetch_related("evidence"))
     for run in runs[:5]:
@@ -149,9 +152,19 @@ def zero_data_loss(runbook):
                   f"validate run #{found.run.pk} ({found.run.state})")
 
 
-def uptime_result(runbook, key, item, kind, limit, hours):
-    from .monitor import uptime
+def uptime(runbook, kind, hours=24):
+    """{pct, samples, failed, first, last} of one kind over the last `hours`, or None."""
+    since = timezone.now() - timedelta(hours=hours)
+    rows = list(MonitorSample.objects.filter(runbook=runbook, kind=kind, taken_at__gte=since)
+                .order_by("taken_at").values_list("ok", "taken_at"))
+    if not rows:
+        return None
+    failed = sum(1 for ok, _ in rows if not ok)
+    return {"pct": round((len(rows) - failed) / len(rows) * 100, 3), "samples": len(rows),
+            "failed": failed, "first": rows[0][1].isoformat(), "last": rows[-1][1].isoformat()}
 
+
+def uptime_result(runbook, key, item, kind, limit, hours):
     up = uptime(runbook, kind, hours)
     threshold = f"> {limit:g}% over {hours:g} h"
     if up is None:

@@ -9,23 +9,26 @@ the run's report; its scalar figures are the run's figures; the run passes when 
 `success-criteria` evaluates the Success Criteria from evidence; its items are bound to it and
 earned one by one (JobResult.item_outcomes): a bound job otherwise earns all its items or none.
 
-When any of these runs (or a `validate` run) ends, `after_run` records the first passing
-performance run as the baseline and evaluates the rollback triggers.
+When any of these runs (or a `validate` run) ends, `after_run` (called by the job runner's
+finish()) records the first passing performance run as the baseline and evaluates the rollback
+triggers.
 """
 import json
 import logging
 
 from django.db import IntegrityError, transaction
 
+from checklist.job_context import JobResult
 from checklist.jobs import JobKind, register
+from checklist.models import TaskRun
 from checklist.params import LEAD, Param
-from checklist.tasks import JobResult
-
-from checks import reach, registry
-from .criteria import CRITERIA
-from .models import RunbookCheckSettings
+from checks import performance, reach, registry
 from checks.redact import scrub, url_password
 from checks.report import CheckInputError
+
+from . import criteria, triggers
+from .criteria import CRITERIA, latest_report
+from .models import PerformanceBaseline, RunbookCheckSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,57 +36,6 @@ log = logging.getLogger(__name__)
 # whether it passes (SQL, paths, hosts, URLs, TLS, thresholds, rules) is a check setting a lead
 # saved (RunbookCheckSettings, through actions.save_check_settings); pool sizes and the query set
 # shape what is measured, so only a lead may change them for one run.
-KINDS = (
-    JobKind("check-env", "Check environment variables", "deploychecks.jobs.check_env",
-            params=(Param("component", "str", "app spec only: also check this component's envs",
-                          max_length=100),
-                    Param("format", "choice", "how to read the file", choices=("auto", "env",
-                                                                               "spec"))),
-            needs_sources=False, time_limit=120,
-            description="DATABASE_URL, DB_POOL_SIZE, DB_SSL_MODE, secrets, production mode, "
-                        "from an env file or app spec."),
-    JobKind("check-app-spec", "Check app-spec.yaml", "deploychecks.jobs.check_app_spec",
-            needs_sources=False, time_limit=120,
-            description="App Platform schema, health checks, secrets, bindings, scaling."),
-    JobKind("check-connectivity", "Check the target PostgreSQL connection",
-            "deploychecks.jobs.check_connectivity", needs_target=True, needs_sources=False,
-            params=(Param("samples", "int", "SELECT 1 round trips to time", min=1, max=1000),
-                    Param("pool_size", "int", "connections opened at once (DB_POOL_SIZE)",
-                          min=1, max=500, who=LEAD)),
-            time_limit=600,
-            description="Connect, TLS in use, a pool of DB_POOL_SIZE, headroom, latency."),
-    JobKind("check-performance", "Measure query performance (baseline)",
-            "deploychecks.jobs.check_performance", needs_target=True, needs_sources=False,
-            params=(Param("iterations", "int", "runs per query", min=1, max=1000),
-                    Param("concurrency", "int", "threads sharing the pool", min=1, max=64),
-                    Param("pool_requests", "int", "queries run through the pool", min=1,
-                          max=10000),
-                    Param("pool_size", "int", "pool size for the utilization test", min=1,
-                          max=500, who=LEAD),
-                    Param("default_queries", "bool", "also time queries derived from the schema",
-                          who=LEAD)),
-            time_limit=1800,
-            description="Query p50/p95 on the target, pool utilization; compared with the "
-                        "baseline (the first passing run)."),
-    JobKind("check-http", "Check the deployed site", "deploychecks.jobs.check_http",
-            needs_sources=False,
-            params=(Param("requests", "int", "total requests of the load test", min=1, max=1000),
-                    Param("concurrency", "int", "concurrent clients", min=1, max=50),
-                    Param("time_cap", "float", "seconds before the load test stops sending",
-                          min=1, max=120)),
-            time_limit=600, description="Health, TLS certificate, security headers, "
-                                        "HTTP->HTTPS, bounded load."),
-    JobKind("success-criteria", "Evaluate the success criteria",
-            "deploychecks.jobs.success_criteria", needs_sources=False, time_limit=120,
-            parts=CRITERIA,
-            description="Decide each Success Criterion from evidence; tick those that pass."),
-)
-WATCHED = {k.name for k in KINDS} | {"validate"}
-
-
-def register_kinds():
-    for kind in KINDS:
-        register(kind)
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -178,8 +130,6 @@ def check_http(ctx):
 
 def check_performance(ctx):
     """The performance check, compared with the runbook's baseline when it has one."""
-    from checks import performance
-    from .models import PerformanceBaseline
 
     cs = _settings(ctx)
     url = _target(ctx)
@@ -212,9 +162,8 @@ def check_performance(ctx):
 
 def success_criteria(ctx):
     """Evaluate the criteria; each item is earned (or its earned tick withdrawn) on its own
-    criterion's outcome when the run is recorded (checklist.tasks.earn); a criterion without
+    criterion's outcome when the run is recorded (checklist.runner.earn); a criterion without
     evidence leaves its item as it is."""
-    from . import criteria
 
     results = criteria.evaluate(ctx.runbook)
     outcomes, notes = {}, {}
@@ -240,31 +189,23 @@ def success_criteria(ctx):
 
 # --- after a run ends ---------------------------------------------------------------------------
 
-def on_run_saved(sender, instance, **kwargs):
-    """post_save of TaskRun: once a watched run has ended and committed, act on its evidence."""
-    if instance.kind in WATCHED and instance.state in ("succeeded", "failed"):
-        transaction.on_commit(lambda pk=instance.pk: after_run(pk))
-
-
-def after_run(run_id):
-    from checklist.models import TaskRun
-
-    from . import triggers
-
+def after_run(run):
+    """Once a check or validate run has ended and is committed (checklist/runner.py finish()
+    calls this, registered in DeployChecksConfig.ready()): the first passing performance run
+    becomes the baseline, and the rollback triggers are evaluated on the new evidence."""
+    if run.kind not in WATCHED or run.state not in ("succeeded", "failed"):
+        return
     try:
-        run = TaskRun.objects.select_related("runbook").get(pk=run_id)
+        run = TaskRun.objects.select_related("runbook").get(pk=run.pk)
         if run.kind == "check-performance" and run.state == "succeeded":
             record_baseline(run)
         triggers.evaluate(run.runbook)
     except Exception:  # the run is finished and recorded whatever happens here
-        log.exception("after run #%s", run_id)
+        log.exception("after run #%s", run.pk)
 
 
 def record_baseline(run):
     """The first passing performance run of a runbook becomes its baseline."""
-    from .criteria import latest_report
-    from .models import PerformanceBaseline
-
     if PerformanceBaseline.objects.filter(runbook_id=run.runbook_id).exists():
         return None
     found = latest_report(run.runbook, "check-performance")
@@ -277,3 +218,55 @@ def record_baseline(run):
                 report=found.report)
     except IntegrityError:
         return None
+
+
+KINDS = (
+    JobKind("check-env", "Check environment variables", check_env,
+            params=(Param("component", "str", "app spec only: also check this component's envs",
+                          max_length=100),
+                    Param("format", "choice", "how to read the file", choices=("auto", "env",
+                                                                               "spec"))),
+            needs_sources=False, time_limit=120,
+            description="DATABASE_URL, DB_POOL_SIZE, DB_SSL_MODE, secrets, production mode, "
+                        "from an env file or app spec."),
+    JobKind("check-app-spec", "Check app-spec.yaml", check_app_spec,
+            needs_sources=False, time_limit=120,
+            description="App Platform schema, health checks, secrets, bindings, scaling."),
+    JobKind("check-connectivity", "Check the target PostgreSQL connection",
+            check_connectivity, needs_target=True, needs_sources=False,
+            params=(Param("samples", "int", "SELECT 1 round trips to time", min=1, max=1000),
+                    Param("pool_size", "int", "connections opened at once (DB_POOL_SIZE)",
+                          min=1, max=500, who=LEAD)),
+            time_limit=600,
+            description="Connect, TLS in use, a pool of DB_POOL_SIZE, headroom, latency."),
+    JobKind("check-performance", "Measure query performance (baseline)",
+            check_performance, needs_target=True, needs_sources=False,
+            params=(Param("iterations", "int", "runs per query", min=1, max=1000),
+                    Param("concurrency", "int", "threads sharing the pool", min=1, max=64),
+                    Param("pool_requests", "int", "queries run through the pool", min=1,
+                          max=10000),
+                    Param("pool_size", "int", "pool size for the utilization test", min=1,
+                          max=500, who=LEAD),
+                    Param("default_queries", "bool", "also time queries derived from the schema",
+                          who=LEAD)),
+            time_limit=1800,
+            description="Query p50/p95 on the target, pool utilization; compared with the "
+                        "baseline (the first passing run)."),
+    JobKind("check-http", "Check the deployed site", check_http,
+            needs_sources=False,
+            params=(Param("requests", "int", "total requests of the load test", min=1, max=1000),
+                    Param("concurrency", "int", "concurrent clients", min=1, max=50),
+                    Param("time_cap", "float", "seconds before the load test stops sending",
+                          min=1, max=120)),
+            time_limit=600, description="Health, TLS certificate, security headers, "
+                                        "HTTP->HTTPS, bounded load."),
+    JobKind("success-criteria", "Evaluate the success criteria",
+            success_criteria, needs_sources=False, time_limit=120, parts=CRITERIA,
+            description="Decide each Success Criterion from evidence; tick those that pass."),
+)
+WATCHED = {k.name for k in KINDS} | {"validate"}
+
+
+def register_kinds():
+    for kind in KINDS:
+        register(kind)

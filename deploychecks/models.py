@@ -1,7 +1,25 @@
 """What the deployment checks keep: worker heartbeats, per-runbook check settings, baselines,
 monitoring samples, rollback-trigger firings and notifications."""
+import logging
+
 from django.db import models
 from django.utils import timezone
+
+from checklist import secrets_at_rest
+from checklist.secrets_at_rest import WEBHOOK
+from checks.redact import redact_webhook
+
+log = logging.getLogger(__name__)
+
+
+def _decrypt_or_blank(token, what):
+    if not token:
+        return ""
+    try:
+        return secrets_at_rest.decrypt(token, WEBHOOK)
+    except ValueError:
+        log.warning("%s cannot be decrypted: SECRET_KEY or TARGET_URL_KEY changed", what)
+        return ""
 
 
 class WorkerHeartbeat(models.Model):
@@ -96,17 +114,14 @@ class RunbookCheckSettings(models.Model):
         return [a.strip() for a in raw if "@" in a]
 
     def set_webhook_url(self, url):
-        from .notify import encrypt, redact_webhook
-
         url = (url or "").strip()
-        self.webhook_url_encrypted = encrypt(url) if url else ""
+        self.webhook_url_encrypted = secrets_at_rest.encrypt(url, WEBHOOK) if url else ""
         self.webhook_url_redacted = redact_webhook(url) if url else ""
 
     def webhook_url(self):
-        """The plain URL, for the sender only; never log or render it."""
-        from .notify import decrypt
-
-        return decrypt(self.webhook_url_encrypted) if self.webhook_url_encrypted else ""
+        """The plain URL, for the sender only; never log or render it ('' when it cannot be
+        decrypted any more: SECRET_KEY or TARGET_URL_KEY changed)."""
+        return _decrypt_or_blank(self.webhook_url_encrypted, "webhook URL")
 
 
 class PerformanceBaseline(models.Model):
@@ -255,15 +270,11 @@ class RunbookProofSettings(models.Model):
         return found or cls(runbook=runbook)
 
     def set_do_token(self, token):
-        from .notify import encrypt
-
         token = (token or "").strip()
-        self.do_token_encrypted = encrypt(token) if token else ""
+        self.do_token_encrypted = secrets_at_rest.encrypt(token, WEBHOOK) if token else ""
         self.do_token_redacted = (f"{token[:4]}…{token[-2:]}" if len(token) > 12 else "***") \
             if token else ""
 
     def do_token(self):
         """The plain token, for the pydo client only; never log or render it."""
-        from .notify import decrypt
-
-        return decrypt(self.do_token_encrypted) if self.do_token_encrypted else ""
+        return _decrypt_or_blank(self.do_token_encrypted, "DigitalOcean token")

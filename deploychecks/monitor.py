@@ -5,21 +5,24 @@ Beat runs `deploychecks.monitor_due` every few seconds; a runbook is sampled whe
 `monitor_interval_seconds` (0 = off) has passed since its last sample. Uptime is the share of
 samples that passed in a window, which equals time-weighted uptime while the interval is steady.
 """
-import http.client
 import logging
-import ssl
 import time
-from datetime import timedelta
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import psycopg
 from django.db import transaction
 from django.utils import timezone
 
-from .models import MonitorSample, RunbookCheckSettings
+from checklist.models import Runbook
+from checklist.runbook_target import target_url
+from checks import http_request
+from checks.pg_target import explain_connect_error, target
 from checks.redact import redact_url, scrub
 from checks.report import CheckInputError
-from checks.pg_target import explain_connect_error, target
+
+from . import triggers
+from .criteria import uptime
+from .models import MonitorSample, RunbookCheckSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +32,14 @@ TIMEOUT = 5.0
 def check_health(cs):
     """(ok, latency_ms, figures, detail) of one GET of the deployed URL's health path."""
     url = urljoin(cs.deployed_url, cs.health_path or "/healthz")
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if parts.scheme == "https":
-        context = (ssl.create_default_context(cafile=cs.ca_file) if cs.ca_file
-                   else ssl.create_default_context())
-        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=TIMEOUT,
-                                           context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT)
-    started = time.perf_counter()
     try:
-        conn.request("GET", path, headers={"User-Agent": "mingus-deploy-monitor/1"})
-        response = conn.getresponse()
-        response.read(65536)
-        ms = round((time.perf_counter() - started) * 1000, 2)
-        ok = response.status == 200
-        return ok, ms, {"status": response.status}, f"HTTP {response.status}"
-    except (OSError, http.client.HTTPException) as exc:
-        detail = scrub(f"{type(exc).__name__}: {exc}")[:300]
-        return False, None, {"status": None}, detail
-    finally:
-        conn.close()
+        answer = http_request.request(url, context=http_request.tls_context(cs.ca_file or None),
+                                      timeout=TIMEOUT, max_body=65536,
+                                      user_agent="mingus-deploy-monitor/1")
+    except http_request.RequestFailed as exc:
+        return False, None, {"status": None}, scrub(str(exc))[:300]
+    ms = round(answer.elapsed_ms, 2)
+    return answer.status == 200, ms, {"status": answer.status}, f"HTTP {answer.status}"
 
 
 def check_database(url, cs):
@@ -80,8 +69,6 @@ def check_database(url, cs):
 
 def sample(runbook, cs=None):
     """Take one round of samples for a runbook; returns the MonitorSample rows."""
-    from checklist.targets import target_url
-
     cs = cs or RunbookCheckSettings.for_runbook(runbook)
     found = []
     if cs.deployed_url:
@@ -104,18 +91,6 @@ def sample(runbook, cs=None):
     return rows
 
 
-def uptime(runbook, kind, hours=24):
-    """{pct, samples, failed, first, last} of one kind over the last `hours`, or None."""
-    since = timezone.now() - timedelta(hours=hours)
-    rows = list(MonitorSample.objects.filter(runbook=runbook, kind=kind, taken_at__gte=since)
-                .order_by("taken_at").values_list("ok", "taken_at"))
-    if not rows:
-        return None
-    failed = sum(1 for ok, _ in rows if not ok)
-    return {"pct": round((len(rows) - failed) / len(rows) * 100, 3), "samples": len(rows),
-            "failed": failed, "first": rows[0][1].isoformat(), "last": rows[-1][1].isoformat()}
-
-
 def due(now=None):
     """Settings of the runbooks whose monitoring interval has passed."""
     now = now or timezone.now()
@@ -128,10 +103,6 @@ def due(now=None):
 
 def run_due():
     """Sample every due runbook, then evaluate rollback triggers of every runbook."""
-    from checklist.models import Runbook
-
-    from . import triggers
-
     sampled = 0
     for cs in list(due()):
         try:

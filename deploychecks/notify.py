@@ -2,30 +2,29 @@
 plus a digest for leads.
 
 `dispatch()` records one Notification row per channel (inside the caller's transaction) and,
-once that commits, hands it to the `deploychecks.deliver_notification` task, so a sign-off never
-waits on a slow webhook. Delivery is a bounded retry loop whose every attempt is recorded on the
-row. With DEPLOYCHECKS_NOTIFY_INLINE the delivery runs in the committing process instead (no
-worker needed; used by the tests that have no worker).
+once that commits, queues the `deploychecks.deliver_notification` task, so a sign-off never
+waits on a slow webhook. Delivery (deploychecks/delivery.py) is one attempt per task run,
+recorded on the row; the task retries with Celery's exponential backoff up to
+DEPLOYCHECKS_NOTIFY_ATTEMPTS. With DEPLOYCHECKS_NOTIFY_INLINE the attempts run in the committing
+process instead, one after the other (no worker needed; used by the tests that have no worker).
 
 Payloads are built from redacted data and scrubbed again with every secret we know of (the
 target's password, the webhook URL itself) before they are stored or sent.
 """
-import base64
-import hashlib
-import json
 import logging
-import time
-import urllib.error
-import urllib.request
-from urllib.parse import urlsplit
+from datetime import timedelta
 
-from cryptography.fernet import Fernet, InvalidToken
+from celery import current_app, current_task
 from django.conf import settings
-from django.core.mail import send_mail
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from checks.redact import scrub, url_password
+from checklist import rules
+from checklist.models import Runbook, TaskRun
+
+from . import delivery
+from .models import Notification, RunbookCheckSettings, TriggerFiring
 
 log = logging.getLogger(__name__)
 
@@ -38,67 +37,11 @@ AUDIT_EVENTS = {
 }
 
 
+DELIVER_TASK = "deploychecks.deliver_notification"
+
+
 def _setting(name, default):
     return getattr(settings, name, default)
-
-
-# --- the webhook URL at rest ------------------------------------------------------------------
-
-def _fernet():
-    key = _setting("TARGET_URL_KEY", "")
-    if not key:
-        key = base64.urlsafe_b64encode(hashlib.sha256(
-            b"mingus-deploy webhook url:" + settings.SECRET_KEY.encode()).digest())
-    return Fernet(key)
-
-
-def encrypt(text):
-    return _fernet().encrypt(text.encode()).decode()
-
-
-def decrypt(token):
-    try:
-        return _fernet().decrypt(token.encode()).decode()
-    except InvalidToken:
-        log.warning("webhook URL cannot be decrypted: SECRET_KEY or TARGET_URL_KEY changed")
-        return ""
-
-
-def redact_webhook(url):
-    """scheme://host/… : webhook tokens live in the path or the query, so neither is shown."""
-    parts = urlsplit(url or "")
-    if not parts.scheme or not parts.hostname:
-        return "***"
-    port = f":{parts.port}" if parts.port else ""
-    hidden = "/***" if (parts.path.strip("/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{hidden}"
-
-
-def _secrets_of(runbook):
-    """Every secret value a payload about this runbook could accidentally carry."""
-    found = []
-    if runbook is None:
-        return found
-    try:
-        from checklist.targets import target_url
-
-        if hasattr(runbook, "target"):
-            url = target_url(runbook)
-            found += [url_password(url), url]
-    except Exception:  # an undecryptable target has nothing to leak
-        pass
-    cs = getattr(runbook, "check_settings", None)
-    if cs is not None and cs.webhook_url_encrypted:
-        hook = cs.webhook_url()
-        parts = urlsplit(hook)
-        found += [hook, parts.path if len(parts.path) > 8 else "", parts.query]
-    return [s for s in found if s]
-
-
-def clean(data, runbook=None):
-    """`data` (JSON-able) with every URL password and known secret masked."""
-    text = scrub(json.dumps(data, default=str), *_secrets_of(runbook))
-    return json.loads(text)
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -108,11 +51,9 @@ def dispatch(event, runbook, subject, text, data=None, emails=None):
 
     `emails` overrides the recipients (the digest goes to leads). Returns the Notification rows.
     """
-    from .models import Notification, RunbookCheckSettings
-
     cs = RunbookCheckSettings.for_runbook(runbook) if runbook is not None else None
     recipients = emails if emails is not None else (cs.emails() if cs else [])
-    payload = clean({
+    payload = delivery.clean({
         "event": event,
         "runbook": {"id": runbook.pk, "name": runbook.name} if runbook is not None else None,
         "subject": subject,
@@ -137,12 +78,12 @@ def dispatch(event, runbook, subject, text, data=None, emails=None):
 
 def _queue(notification_id):
     if _setting("DEPLOYCHECKS_NOTIFY_INLINE", False):
-        deliver(notification_id)
+        delivery.deliver_now(notification_id)
         return
-    from .tasks import deliver_notification
-
     try:
-        deliver_notification.apply_async(args=[notification_id], **follow_up_options())
+        # By the task's name: deploychecks/tasks.py imports this module (the digest), so this
+        # one does not import it back.
+        current_app.send_task(DELIVER_TASK, args=[notification_id], **follow_up_options())
     except Exception as exc:  # the broker is down: the row stays pending, visible in the admin
         log.warning("notification %s not queued: %s", notification_id, type(exc).__name__)
 
@@ -150,85 +91,10 @@ def _queue(notification_id):
 def follow_up_options():
     """Work queued from inside a task goes to the queue that task came from, so a worker
     listening on one queue also runs the follow-ups of its own jobs."""
-    from celery import current_task
-
     request = getattr(current_task, "request", None)
     queue = ((getattr(request, "delivery_info", None) or {}).get("routing_key")
              if current_task else None)
     return {"queue": queue} if queue else {}
-
-
-# --- delivery ---------------------------------------------------------------------------------
-
-class DeliveryError(Exception):
-    pass
-
-
-def deliver(notification_id):
-    """Send one notification, retrying with backoff; every attempt is recorded on its row."""
-    from .models import Notification
-
-    note = Notification.objects.select_related("runbook").get(pk=notification_id)
-    if note.state == Notification.SENT:
-        return note
-    attempts = int(_setting("DEPLOYCHECKS_NOTIFY_ATTEMPTS", 4))
-    backoff = float(_setting("DEPLOYCHECKS_NOTIFY_BACKOFF_SECONDS", 0.5))
-    send = _send_email if note.channel == Notification.EMAIL else _send_webhook
-    for n in range(1, attempts + 1):
-        started = time.perf_counter()
-        try:
-            status = send(note)
-            ok, error = True, ""
-        except DeliveryError as exc:
-            status, ok, error = None, False, str(exc)
-        note.attempts = [*note.attempts, {
-            "n": n, "at": timezone.now().isoformat(), "ok": ok, "status": status,
-            "error": scrub(error, *_secrets_of(note.runbook))[:300],
-            "ms": round((time.perf_counter() - started) * 1000, 1)}]
-        if ok:
-            note.state, note.sent_at = Notification.SENT, timezone.now()
-            note.save(update_fields=["attempts", "state", "sent_at"])
-            return note
-        note.save(update_fields=["attempts"])
-        if n < attempts:
-            time.sleep(min(backoff * 2 ** (n - 1), 30))  # retry backoff, not synchronisation
-    note.state = Notification.FAILED
-    note.save(update_fields=["state"])
-    log.warning("notification %s (%s %s) failed after %d attempts", note.pk, note.channel,
-                note.event, attempts)
-    return note
-
-
-def _send_email(note):
-    body = note.payload.get("text", "")
-    data = note.payload.get("data") or {}
-    if data:
-        body += "\n\n" + json.dumps(data, indent=2, default=str)
-    try:
-        send_mail(f"[mingus-deploy] {note.subject}", body,
-                  _setting("DEPLOYCHECKS_FROM_EMAIL", settings.DEFAULT_FROM_EMAIL),
-                  [a.strip() for a in note.recipients.split(",") if a.strip()])
-    except Exception as exc:  # SMTP refused, connection failed: retried, then recorded
-        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-    return 250
-
-
-def _send_webhook(note):
-    url = note.runbook.check_settings.webhook_url() if note.runbook else ""
-    if not url:
-        raise DeliveryError("no webhook URL configured (or it cannot be decrypted)")
-    request = urllib.request.Request(
-        url, data=json.dumps(note.payload).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "mingus-deploy-notify/1"})
-    timeout = float(_setting("DEPLOYCHECKS_WEBHOOK_TIMEOUT", 5))
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code}") from None
-    except (OSError, ValueError) as exc:
-        # The exception text can hold the URL: never keep it; the class is enough.
-        raise DeliveryError(f"{type(exc).__name__}") from None
 
 
 # --- what notifies ----------------------------------------------------------------------------
@@ -237,8 +103,6 @@ def on_audit_event(sender, instance, created, **kwargs):
     """post_save of checklist.AuditEvent: sign-offs, go-live and failed or lost jobs notify."""
     if not created or instance.action not in AUDIT_EVENTS or instance.runbook_id is None:
         return
-    from checklist.models import Runbook
-
     runbook = Runbook.objects.filter(pk=instance.runbook_id).first()
     if runbook is None:
         return
@@ -271,13 +135,6 @@ def notify_firing(firing):
 
 def digest_text(runbooks):
     """A plain-text summary of each runbook's state: progress, open phase, failures, triggers."""
-    from datetime import timedelta
-
-    from checklist import rules
-    from checklist.models import TaskRun
-
-    from .models import TriggerFiring
-
     since = timezone.now() - timedelta(hours=24)
     lines, data = [], []
     for runbook in runbooks:
@@ -305,10 +162,6 @@ def digest_text(runbooks):
 
 def send_digest():
     """Email the digest to every lead with an address; returns the Notification (or None)."""
-    from django.contrib.auth.models import User
-
-    from checklist.models import Runbook
-
     leads = sorted({u.email for u in User.objects.filter(groups__name="lead", is_active=True)
                     if u.email})
     if not leads:

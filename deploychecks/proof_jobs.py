@@ -15,48 +15,19 @@ import logging
 import re
 from email.utils import format_datetime
 
-from checklist.jobs import JobKind, register
-from checklist.tasks import JobInputError, JobResult
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.utils import timezone
 
+from checklist.job_context import JobInputError, JobResult
+from checklist.jobs import JobKind, register
 from checks import appdb, digitalocean, junit, repo
-from .models import RunbookProofSettings
-from .triggers import TITLES
 from checks.report import CheckInputError
 
+from . import triggers
+from .models import RunbookCheckSettings, RunbookProofSettings
+
 log = logging.getLogger(__name__)
-
-KINDS = (
-    JobKind("e2e-report", "Read the end-to-end test report", "deploychecks.proof_jobs.e2e_report",
-            needs_sources=False, time_limit=120,
-            description="The JUnit XML report of e2e_tests.py: each item is earned when the tests "
-                        "a lead mapped to it all passed."),
-    JobKind("rollback-triggers", "Evaluate the rollback triggers",
-            "deploychecks.proof_jobs.rollback_triggers", needs_sources=False, time_limit=120,
-            parts=tuple(TITLES.items()),
-            description="Data corruption, performance degradation, security, error rate: each "
-                        "Critical Issue is ticked when its trigger fired, from evidence."),
-    JobKind("announce", "Announce the maintenance window", "deploychecks.proof_jobs.announce",
-            needs_sources=False, time_limit=120,
-            description="Mail the maintenance window and downtime notice to the emergency "
-                        "contacts; the delivered message is kept as evidence."),
-    JobKind("app-database", "Check the app's database", "deploychecks.proof_jobs.app_database",
-            needs_sources=False, needs_target=True, time_limit=300,
-            description="Tables created, default data, pg_stat_statements tracking, the app's "
-                        "sessions on TLS and writing: read-only SQL through the target URL."),
-    JobKind("do-database", "Check the DigitalOcean database cluster",
-            "deploychecks.proof_jobs.do_database", needs_sources=False, time_limit=120,
-            description="Through pydo: the managed PostgreSQL cluster is online, its engine and "
-                        "version, its plan."),
-    JobKind("repo", "Check the MINGUS repository", "deploychecks.proof_jobs.repo_check",
-            needs_sources=False, time_limit=300,
-            description="Clean tree at the deployed commit; scripts, configuration and documents "
-                        "committed there."),
-)
-
-
-def register_kinds():
-    for kind in KINDS:
-        register(kind)
 
 
 def settings_of(ctx):
@@ -178,8 +149,6 @@ def rollback_triggers(ctx):
     """Each Critical Issue item is earned when its trigger fires on the latest evidence and
     withdrawn when newer evidence clears it; a trigger without evidence leaves its item alone.
     The run fails when no trigger has evidence at all (nothing was evaluated)."""
-    from . import triggers
-    from .models import RunbookCheckSettings
 
     cs = RunbookCheckSettings.objects.filter(runbook=ctx.runbook).first() or \
         RunbookCheckSettings(runbook=ctx.runbook)
@@ -228,9 +197,6 @@ def recipients(runbook):
 
 
 def announce(ctx):
-    from django.conf import settings
-    from django.core.mail import EmailMessage
-    from django.utils import timezone
 
     ps = settings_of(ctx)
     if not ps.window_start or not ps.window_end:
@@ -284,7 +250,6 @@ APPDB_ITEMS = {
 
 
 def app_database(ctx):
-    from .models import RunbookCheckSettings
 
     ps = settings_of(ctx)
     cs = RunbookCheckSettings.objects.filter(runbook=ctx.runbook).first()
@@ -323,3 +288,43 @@ def do_database(ctx):
     return judged_result(ctx, "do-database", judged, {"cluster": ps.do_database_id},
                          figures={"version": found["provisioned"].get("version"),
                                   "size": found["plan"]["size"]})
+
+
+KINDS = (
+    JobKind("e2e-report", "Read the end-to-end test report", e2e_report,
+            needs_sources=False, time_limit=120,
+            description="The JUnit XML report of e2e_tests.py: each item is earned when the tests "
+                        "a lead mapped to it all passed."),
+    JobKind("rollback-triggers", "Evaluate the rollback triggers",
+            rollback_triggers, needs_sources=False, time_limit=120,
+            parts=tuple(triggers.TITLES.items()),
+            description="Data corruption, performance degradation, security, error rate: each "
+                        "Critical Issue is ticked when its trigger fired, from evidence."),
+    JobKind("announce", "Announce the maintenance window", announce,
+            needs_sources=False, time_limit=120,
+            description="Mail the maintenance window and downtime notice to the emergency "
+                        "contacts; the delivered message is kept as evidence."),
+    JobKind("app-database", "Check the app's database", app_database,
+            needs_sources=False, needs_target=True, time_limit=300,
+            description="Tables created, default data, pg_stat_statements tracking, the app's "
+                        "sessions on TLS and writing: read-only SQL through the target URL."),
+    JobKind("do-database", "Check the DigitalOcean database cluster",
+            do_database, needs_sources=False, time_limit=120,
+            description="Through pydo: the managed PostgreSQL cluster is online, its engine and "
+                        "version, its plan."),
+    JobKind("repo", "Check the MINGUS repository", repo_check,
+            needs_sources=False, time_limit=300,
+            description="Clean tree at the deployed commit; scripts, configuration and documents "
+                        "committed there."),
+)
+
+
+def register_kinds():
+    for kind in KINDS:
+        register(kind)
+
+
+def command_workdir(runbook):
+    """Where a configured command without a working directory of its own runs: the MINGUS
+    checkout a lead pointed this runbook at (the shipped init_db.py, performance_test.py...)."""
+    return RunbookProofSettings.of(runbook).repo_path

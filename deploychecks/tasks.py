@@ -1,10 +1,12 @@
-"""Celery tasks of the deployment checks."""
+"""Celery tasks of the deployment checks (and nothing else): the worker heartbeat, monitoring,
+notification delivery and the leads' digest."""
 import socket
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.utils import timezone
 
+from . import delivery, monitor, notify
 from .models import WorkerHeartbeat
 
 
@@ -23,22 +25,22 @@ def _beat_at_start(**kwargs):
 @shared_task(name="deploychecks.monitor_due", ignore_result=True)
 def monitor_due():
     """Beat: sample the runbooks whose monitoring interval has passed; evaluate triggers."""
-    from .monitor import run_due
-
-    return run_due()
+    return monitor.run_due()
 
 
-@shared_task(name="deploychecks.deliver_notification", ignore_result=True)
+# One try per run of the task (recorded on the row); a failed try raises DeliveryError while
+# tries remain, and Celery queues the next one after an exponential backoff with jitter
+# (about 1, 2, 4 ... seconds, at most 30). How many tries: DEPLOYCHECKS_NOTIFY_ATTEMPTS, which
+# delivery.attempt() reads, so max_retries is left open here.
+@shared_task(name=notify.DELIVER_TASK, ignore_result=True, autoretry_for=(delivery.DeliveryError,),
+             retry_backoff=True, retry_backoff_max=30, retry_jitter=True,
+             retry_kwargs={"max_retries": None})
 def deliver_notification(notification_id):
-    """Send one notification (email or webhook), with bounded retries recorded on its row."""
-    from .notify import deliver
-
-    deliver(notification_id)
+    """Try to send one notification (email or webhook)."""
+    delivery.attempt(notification_id)
 
 
 @shared_task(name="deploychecks.digest", ignore_result=True)
 def digest():
     """Beat: the leads' digest of every runbook's state."""
-    from .notify import send_digest
-
-    send_digest()
+    notify.send_digest()

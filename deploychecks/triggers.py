@@ -13,7 +13,7 @@ open, without new notifications, while the evidence still shows it, and is clear
 when newer evidence no longer does. A trigger never rolls back by itself: the banner points a
 lead to the rollback job.
 
-Evaluated after every check or validate run ends (jobs.on_run_saved) and by the monitoring beat.
+Evaluated after every check or validate run ends (jobs.after_run) and by the monitoring beat.
 """
 import logging
 
@@ -21,10 +21,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from checklist import audit, rules
-
+from checklist.models import ItemState
 from checks import performance
+
 from .criteria import latest_report
 from .models import PerformanceBaseline, RunbookCheckSettings, TriggerFiring
+from .notify import notify_firing
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +146,6 @@ def evaluate(runbook):
 
 
 def _apply(runbook, name, firing, figures, evidence, summary):
-    from .notify import notify_firing
-
     with transaction.atomic():
         open_ = (TriggerFiring.objects.select_for_update()
                  .filter(runbook=runbook, trigger=name, cleared_at__isnull=True).first())
@@ -168,8 +168,6 @@ def _apply(runbook, name, firing, figures, evidence, summary):
 
 def banner_context(runbook):
     """For templates/deploychecks/_trigger_banner.html: the open firings and where to act."""
-    from checklist.models import ItemState
-
     firings = list(TriggerFiring.objects.filter(runbook=runbook, cleared_at__isnull=True)
                    .order_by("fired_at"))
     item = None

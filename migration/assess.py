@@ -20,7 +20,8 @@ from .profile import misfit_samples, misfits
 from .progress import Reporter
 from .reports import AssessReport, write_report
 from .schema import read_sources
-from .sources import SourceError, open_source, sha256_file
+from .hashing import file_sha256
+from .sources import SourceError, open_source
 from .typemap import choose_type
 
 SAMPLE_ROWS = 20_000
@@ -59,7 +60,7 @@ def assess_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
             check = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
             if check != ["ok"]:
                 raise SourceError(f"{path}: is corrupt (quick_check: {'; '.join(check[:3])})")
-            src = {"name": cat.name, "path": str(path), "size": cat.size, "sha256": sha256_file(path),
+            src = {"name": cat.name, "path": str(path), "size": cat.size, "sha256": file_sha256(path),
                    "page_size": cat.page_size, "pages": cat.page_count, "free_pages": cat.freelist_count,
                    "journal_mode": cat.journal_mode, "encoding": cat.encoding, "user_version": cat.user_version,
                    "tables": [], "views": [{"name": n, "sql": s} for n, s in cat.views],

@@ -21,7 +21,8 @@ from .catalog import INTERNAL_TABLES, qi
 from .errors import Cancelled, InputError, SourceError
 from .progress import Reporter
 from .reports import BackupReport, RestoreReport, utc_now, write_report
-from .sources import check_source_file, describe_sqlite_error, open_source, sha256_file
+from .hashing import file_sha256
+from .sources import check_source_file, describe_sqlite_error, open_source
 
 MANIFEST = "manifest.json"
 BACKUP_PAGES = 4096  # pages copied per step of the online backup
@@ -76,7 +77,7 @@ def _backup_one(name: str, src: Path, dest: Path, busy_timeout: float, rep: Repo
     os.replace(tmp, dest)
     os.chmod(dest, 0o600)
     return {"name": name, "source": str(Path(src).resolve()), "backup": dest.name, "size": dest.stat().st_size,
-            "sha256": sha256_file(dest), "journal_mode": journal,
+            "sha256": file_sha256(dest), "journal_mode": journal,
             "integrity": "ok" if integrity == ["ok"] else "; ".join(integrity[:5]),
             "tables": sorted(counts), "row_counts": counts, "time": utc_now()}
 
@@ -172,7 +173,7 @@ def verify_backups(manifest_path: Path) -> tuple[dict, list]:
         if not path.exists():
             problems.append(f"{path}: missing")
             continue
-        digest = sha256_file(path)
+        digest = file_sha256(path)
         if digest != f["sha256"]:
             problems.append(f"{path}: sha256 {digest} does not match the manifest's {f['sha256']}")
     return manifest, problems
@@ -185,7 +186,7 @@ def _copy_verified(src: Path, dest: Path, sha256: str) -> None:
         shutil.copyfileobj(inp, out, 1 << 20)
         out.flush()
         os.fsync(out.fileno())
-    if sha256_file(tmp) != sha256:
+    if file_sha256(tmp) != sha256:
         tmp.unlink()
         raise SourceError(f"{dest}: the restored copy does not match the manifest's sha256")
     os.replace(tmp, dest)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .progress import Reporter
 from .reports import CleanupReport, write_report
-from .sources import check_source_file, sha256_file
+from .hashing import file_sha256
+from .sources import check_source_file
 
 RECORDS = ("unified_schema.sql", "plan.json", "validation-report.json")
 RECORD_DIRS = ("logs", "reports")
@@ -67,7 +68,7 @@ def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, pro
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         for path, arcname, kind in members:
             rep.check_cancel()  # nothing is removed before the archive is complete and verified
-            before[arcname] = sha256_file(path)
+            before[arcname] = file_sha256(path)
             tar.add(str(path), arcname=arcname, recursive=False)
             rep.table_done(arcname)
     # Read the archive back: every member must hash to what was read from disk.
@@ -88,7 +89,7 @@ def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, pro
         if not ok:
             report.problem(f"{arcname}: the archived copy does not match {path} (was it written during cleanup?)")
     report.archive = str(archive)
-    report.archive_sha256 = sha256_file(archive)
+    report.archive_sha256 = file_sha256(archive)
     manifest = archive_dir / f"pgmigrate-archive-{stamp}.json"
     fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -107,7 +108,7 @@ def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, pro
             report.kept.append(str(path))
             continue
         archived = all(str(p) in verified for p in related)
-        unchanged = archived and all(sha256_file(p) == next(m["sha256"] for m in report.members if m["path"] == str(p))
+        unchanged = archived and all(file_sha256(p) == next(m["sha256"] for m in report.members if m["path"] == str(p))
                                      for p in related)
         if not (archived and unchanged):
             report.problem(f"{path}: not removed: no verified archive of its current content")

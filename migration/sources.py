@@ -130,18 +130,6 @@ def file_identity(path: Path) -> dict:
             "wal_size": wal.stat().st_size if wal.exists() else 0}
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file, read in bounded chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def schema_sha256(path: Path, busy_timeout: float = 5.0) -> str:
     """The sha256 of a source's schema: every table, index, view and trigger as SQLite stores
     its CREATE statement (so tables, columns, declared types, keys and indexes), never its rows.

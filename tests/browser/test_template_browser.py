@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from checklist import actions
 from checklist.models import ChecklistTemplate, ItemState, JobBinding, Runbook, TaskRun
-from checklist.tasks import file_sha256
+from migration.hashing import file_sha256
 from tests.conftest import FIXTURES
 
 from .conftest import log_in, screenshot

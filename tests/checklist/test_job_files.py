@@ -14,7 +14,8 @@ from django.test import override_settings
 
 from checklist import actions
 from checklist.models import ChecklistTemplate, TaskRun
-from checklist.tasks import app_private_files, run_job
+from checklist.job_context import app_private_files
+from checklist.tasks import run_job
 from deploychecks.models import RunbookCheckSettings
 
 from tests.conftest import FIXTURES, SEED, ended, wait_for_run

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from checklist import actions, jobs
+from checklist import actions, job_actions
 from checklist.models import AuditEvent, CommandSpec, Evidence, ItemState, TaskRun
-from checklist.tasks import file_sha256
+from migration.hashing import file_sha256
 
 from tests.conftest import assert_secret_absent, ended, wait_for_run
 from tests.worker import start_worker
@@ -48,7 +48,7 @@ def secret_worker(transactional_db):
 def test_command_job_succeeds_earns_its_item_and_keeps_evidence(open_migration, users, secret_worker):
     command("init-db", "import os; print('tables created'); print('pw', os.environ['DB_PASSWORD'])",
             secret_env=["DB_PASSWORD"])
-    run = jobs.start_job(users["member"], open_migration, "command:init-db")
+    run = job_actions.start_job(users["member"], open_migration, "command:init-db")
     assert run.state == "queued"
     run = wait_for_run(run, ended)
 
@@ -72,30 +72,30 @@ def test_command_job_succeeds_earns_its_item_and_keeps_evidence(open_migration, 
 
 def test_failing_command_leaves_the_item_unticked_and_says_why(open_migration, users, worker):
     command("init-db", "import sys; print('no tables'); sys.exit(3)")
-    run = wait_for_run(jobs.start_job(users["member"], open_migration, "command:init-db"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], open_migration, "command:init-db"), ended)
     assert run.state == "failed"
     assert run.error == "init-db exited with code 3."
     assert not init_db_state(open_migration).checked
     # It can be run again; the old run stays in the history.
-    again = wait_for_run(jobs.start_job(users["member"], open_migration, "command:init-db"), ended)
+    again = wait_for_run(job_actions.start_job(users["member"], open_migration, "command:init-db"), ended)
     assert again.pk != run.pk and TaskRun.objects.filter(kind="command:init-db").count() == 2
 
 
 def test_command_past_its_time_limit_is_killed(open_migration, users, worker):
     command("init-db", "import time\nwhile True: time.sleep(0.05)", timeout=1)
-    run = wait_for_run(jobs.start_job(users["member"], open_migration, "command:init-db"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], open_migration, "command:init-db"), ended)
     assert run.state == "failed" and "ran past its 1s limit" in run.error
     assert not init_db_state(open_migration).checked
 
 
 def test_a_second_run_of_the_same_job_is_refused_while_one_is_active(open_migration, users, worker):
     command("init-db", "import time\nwhile True: time.sleep(0.05)", timeout=120)
-    run = jobs.start_job(users["member"], open_migration, "command:init-db")
+    run = job_actions.start_job(users["member"], open_migration, "command:init-db")
     with pytest.raises(actions.Refused) as exc:
-        jobs.start_job(users["lead"], open_migration, "command:init-db")
+        job_actions.start_job(users["lead"], open_migration, "command:init-db")
     assert exc.value.status == 409 and "already queued or running" in str(exc.value)
     wait_for_run(run, lambda r: r.state == "running")
-    jobs.cancel_run(users["lead"], run)
+    job_actions.cancel_run(users["lead"], run)
     run = wait_for_run(run, ended)
     assert run.state == "cancelled"
     assert AuditEvent.objects.filter(action="job-cancel").exists()
@@ -106,7 +106,7 @@ def test_a_killed_worker_leaves_the_run_lost_and_a_re_run_works(open_migration, 
     command("init-db", "import time\nwhile True: time.sleep(0.05)", timeout=300)
     first = start_worker()
     try:
-        run = jobs.start_job(users["member"], open_migration, "command:init-db")
+        run = job_actions.start_job(users["member"], open_migration, "command:init-db")
         wait_for_run(run, lambda r: r.state == "running")
         first.kill()
     finally:
@@ -117,7 +117,7 @@ def test_a_killed_worker_leaves_the_run_lost_and_a_re_run_works(open_migration, 
         run = wait_for_run(run, ended)
         assert run.state == "lost" and "stopped" in run.error
         CommandSpec.objects.filter(name="init-db").update(argv=[sys.executable, "-c", "print(1)"])
-        again = wait_for_run(jobs.start_job(users["member"], open_migration, "command:init-db"), ended)
+        again = wait_for_run(job_actions.start_job(users["member"], open_migration, "command:init-db"), ended)
         assert again.state == "succeeded"
     finally:
         second.stop()
@@ -157,7 +157,7 @@ def test_api_starts_jobs_with_the_page_permissions(client, open_migration, users
 def test_jobs_in_a_locked_phase_are_refused(runbook, users):
     command("init-db", "print('ok')")
     with pytest.raises(actions.Refused) as exc:
-        jobs.start_job(users["member"], runbook, "command:init-db")
+        job_actions.start_job(users["member"], runbook, "command:init-db")
     assert "Migration opens when Pre-Deployment" in str(exc.value)
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from checklist import actions
 from checklist.models import ItemState, TaskRun
-from checklist.tasks import file_sha256
+from migration.hashing import file_sha256
 
 from tests.conftest import FIXTURES, assert_secret_absent, ended, wait_for_run
 from tests.worker import start_worker

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from checklist import actions, jobs
 from checklist.models import AuditEvent, ContactField, Evidence, ItemState, Phase, TaskRun
-from checklist.tasks import JobContext, JobResult, finish
+from checklist.job_context import JobContext, JobResult
+from checklist.runner import finish
 from deploychecks.models import RunbookCheckSettings
 
 from .factories import sign_off_through

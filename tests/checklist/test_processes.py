@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from checklist import jobs
+from checklist import job_actions
 from checklist.lifeline import alive
 from checklist.models import CommandSpec
-from checklist.tasks import group_file, mark_lost_runs
+from checklist.job_context import group_file
+from checklist.runner import mark_lost_runs
 
 from tests.conftest import wait_for_run
 from tests.worker import start_worker
@@ -41,7 +42,7 @@ def _start_spawning(runbook, user, tmp_path):
     pids = tmp_path / "pids"
     CommandSpec.objects.create(name="init-db", argv=[sys.executable, "-c", SPAWN.format(pids=str(pids))],
                                timeout_seconds=600)
-    run = jobs.start_job(user, runbook, "command:init-db")
+    run = job_actions.start_job(user, runbook, "command:init-db")
     wait_for_run(run, lambda r: r.state == "running")
     deadline = time.monotonic() + 60
     while not pids.exists():
@@ -92,6 +93,6 @@ def test_a_finished_command_leaves_nothing_running(open_migration, users, worker
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
             f"open({str(pids)!r}, 'w').write(str(child.pid))\nprint('done')\n")
     CommandSpec.objects.create(name="init-db", argv=[sys.executable, "-c", code], timeout_seconds=60)
-    run = wait_for_run(jobs.start_job(users["member"], open_migration, "command:init-db"), lambda r: not r.active)
+    run = wait_for_run(job_actions.start_job(users["member"], open_migration, "command:init-db"), lambda r: not r.active)
     assert run.state == "succeeded", run.error + run.log
     assert _gone([int(pids.read_text())], within=10)

@@ -9,8 +9,9 @@ import redis
 from django.conf import settings
 from django.urls import reverse
 
-from checklist import jobs, params
+from checklist import job_actions, jobs, params
 from checklist.api import new_token
+from checklist.command_job import command_job
 from checklist.jobs import JobKind
 from checklist.models import AuditEvent, RunbookSource, TaskRun
 from checklist.params import Param
@@ -25,7 +26,7 @@ SECRET = "Tok3n-Zz81-never-stored"
 @pytest.fixture
 def secret_kind(monkeypatch):
     """A kind with a secret parameter (none of the shipped kinds takes one yet)."""
-    kind = JobKind("secret-probe", "Probe", "checklist.commands.command_job", needs_sources=False,
+    kind = JobKind("secret-probe", "Probe", command_job, needs_sources=False,
                    params=(Param("token", "str", "an API token", secret=True, max_length=200),
                            Param("samples", "int", min=1, max=10)))
     monkeypatch.setitem(jobs.REGISTRY, kind.name, kind)
@@ -44,7 +45,7 @@ def own_queue():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_broker_message_carries_only_the_run_id(runbook, users, secret_kind, own_queue):
-    run = jobs.start_job(users["member"], runbook, "secret-probe",
+    run = job_actions.start_job(users["member"], runbook, "secret-probe",
                          {"token": SECRET, "samples": "3"})
     raw = redis.Redis.from_url(settings.CELERY_BROKER_URL).lrange(own_queue, 0, -1)
     assert len(raw) == 1

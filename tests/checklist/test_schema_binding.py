@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from checklist import actions, jobs
-from checklist.evidence import file_sha256
+from migration.hashing import file_sha256
 from checklist.models import TaskRun
 from checklist.rules import latest_schema_evidence
 from migration import steps

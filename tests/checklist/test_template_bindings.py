@@ -136,7 +136,8 @@ def test_a_running_runbook_keeps_its_bindings_and_later_ones_take_the_change(cli
 
 def test_an_item_binds_to_one_criterion_or_trigger_and_follows_that_outcome_alone(client, users):
     from checklist.models import ItemState, TaskRun
-    from checklist.tasks import JobContext, JobResult, earn
+    from checklist.job_context import JobContext, JobResult
+    from checklist.runner import earn
 
     template, _ = actions.import_template((CHECKLISTS / "release.md").read_bytes())
     items = list(Item.objects.filter(group__phase__template=template).order_by("pk")[:3])

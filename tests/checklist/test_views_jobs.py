@@ -2,7 +2,6 @@
 import pytest
 from django.urls import reverse
 
-from checklist import jobs
 from checklist.models import AuditEvent, Runbook, RunbookSource, TaskRun
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from checklist.models import AuditEvent, RunbookSource, RunbookTarget
-from checklist.targets import target_url
+from checklist.runbook_target import target_url
 
 pytestmark = pytest.mark.django_db
 

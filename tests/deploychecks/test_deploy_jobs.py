@@ -12,9 +12,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from checklist import actions, jobs
+from checklist import actions, job_actions, jobs
 from checklist.models import AuditEvent, Evidence, ItemState, JobBinding, TaskRun
-from checklist.tasks import JobContext, JobResult, file_sha256, finish, run_job
+from checklist.job_context import JobContext, JobResult
+from checklist.runner import finish
+from checklist.tasks import run_job
+from migration.hashing import file_sha256
 from deploychecks import criteria, monitor, triggers
 from deploychecks.models import (MonitorSample, Notification, PerformanceBaseline,
                                  RunbookCheckSettings, TriggerFiring)
@@ -133,7 +136,7 @@ def test_connectivity_job_on_a_worker_earns_its_items_and_keeps_no_password(
     sign_off_through(runbook, 1, users["member"], users["lead"])
     configure(runbook, users["lead"], target=tls_postgres.url(),
               target_ca_file=str(tls_postgres.ca_file))
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "check-connectivity"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "check-connectivity"), ended)
     assert run.state == "succeeded", run.error + run.log
     report, ev = report_of(run)
     assert report["ok"] and report["figures"]["tls"] is True
@@ -157,7 +160,7 @@ def test_connectivity_job_with_a_wrong_password_fails_and_ticks_nothing(
     wrong = "Wr0ng-pa55word-zz91"
     configure(runbook, users["lead"], target=tls_postgres.url(password=wrong),
               target_ca_file=str(tls_postgres.ca_file))
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "check-connectivity"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "check-connectivity"), ended)
     assert run.state == "failed"
     assert "connect" in run.error
     report, _ = report_of(run)

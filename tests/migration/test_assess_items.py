@@ -1,6 +1,6 @@
 """Assess and schema items are judged one by one from the step's report (issue 10, part 4)."""
 from migration import steps
-from migration.tasks import ASSESS_ITEMS, schema_outcomes
+from migration.jobs import ASSESS_ITEMS, schema_outcomes
 from tests.conftest import FIXTURES
 
 CONFLICTS = "Table conflicts identified and resolved"

@@ -3,7 +3,7 @@ default data, pg_stat_statements and the app's TLS sessions and writes, item by 
 import psycopg
 import pytest
 
-from checklist import jobs
+from checklist import job_actions
 from checklist.models import ItemState
 from tests.conftest import ended, wait_for_run
 from tests.deploychecks.conftest import *  # noqa: F401,F403  (pki, tls_postgres)
@@ -41,7 +41,7 @@ def test_app_database_earns_what_the_database_shows_on_a_worker(runbook, users, 
         configure(runbook, users["lead"], target=url, target_ca_file=str(tls_postgres.ca_file))
         proof_settings(runbook, app_tables=["users", "subscription_plans", "health_checkins"],
                        app_seed_rows={"subscription_plans": 3}, app_db_user="mingus_app")
-        run = wait_for_run(jobs.start_job(users["member"], runbook, "app-database"), ended)
+        run = wait_for_run(job_actions.start_job(users["member"], runbook, "app-database"), ended)
         assert run.state == "failed", run.log
         assert "missing: health_checkins" in run.log
         assert "subscription_plans has 2 rows (fewer than 3)" in run.log
@@ -51,7 +51,7 @@ def test_app_database_earns_what_the_database_shows_on_a_worker(runbook, users, 
         with psycopg.connect(as_app(url, "require"), autocommit=True) as app:
             app.execute("INSERT INTO users (email) VALUES ('a@example.com')")
             app.execute("SELECT * FROM users WHERE id = 1").fetchall()
-            run = wait_for_run(jobs.start_job(users["member"], runbook, "app-database"), ended)
+            run = wait_for_run(job_actions.start_job(users["member"], runbook, "app-database"), ended)
         assert state(runbook, "Application connects to PostgreSQL successfully"
                      ).earned_run_id == run.pk, run.log
         assert state(runbook, "All database operations working").checked
@@ -60,7 +60,7 @@ def test_app_database_earns_what_the_database_shows_on_a_worker(runbook, users, 
         assert "ok   Query performance tracking enabled: version" in run.log
         # The app's sessions without TLS: the connection item is withdrawn.
         with psycopg.connect(as_app(url, "disable"), autocommit=True):
-            run = wait_for_run(jobs.start_job(users["member"], runbook, "app-database"), ended)
+            run = wait_for_run(job_actions.start_job(users["member"], runbook, "app-database"), ended)
         assert "without TLS" in run.log
         assert not state(runbook, "Application connects to PostgreSQL successfully").checked
 
@@ -71,6 +71,6 @@ def test_app_database_refuses_an_unreachable_target(runbook, users, worker, tls_
     configure(runbook, users["lead"], target=tls_postgres.url(password="Wr0ng-pw-77x"),
               target_ca_file=str(tls_postgres.ca_file))
     proof_settings(runbook, app_tables=["users"])
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "app-database"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "app-database"), ended)
     assert run.state == "failed" and "password authentication failed" in run.error
     assert "Wr0ng-pw-77x" not in run.error + run.log

@@ -2,7 +2,7 @@
 points the runbook at the MINGUS checkout."""
 import pytest
 
-from checklist import jobs
+from checklist import job_actions, jobs
 from checklist.models import CommandSpec, ItemState
 from tests.conftest import ended, wait_for_run
 
@@ -26,14 +26,14 @@ def test_init_db_runs_in_the_repo_the_lead_set_and_fails_without_it(
         open_migration, users, worker, tmp_path):
     runbook = open_migration
     item = "`init_db.py` executed successfully"
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "command:init-db"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "command:init-db"), ended)
     assert run.state == "failed" and "exited with code 2" in run.error  # no init_db.py there
     assert not ItemState.objects.get(runbook=runbook, item__text=item).checked
     repo = tmp_path / "mingus"
     repo.mkdir()
     (repo / "init_db.py").write_text("import os\nprint('tables created in', os.getcwd())\n")
     proof_settings(runbook, repo_path=str(repo))
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "command:init-db"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "command:init-db"), ended)
     assert run.state == "succeeded", run.error + run.log
     assert f"tables created in {repo}" in run.log
     assert ItemState.objects.get(runbook=runbook, item__text=item).earned_run_id == run.pk

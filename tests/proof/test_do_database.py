@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from checklist import jobs
+from checklist import job_actions
 from checklist.models import AuditEvent, ItemState
 from checks import digitalocean
 from deploychecks.models import RunbookProofSettings
@@ -122,12 +122,12 @@ def test_do_database_job_on_a_worker(runbook, users, do_worker, fake_do):
                               do_database_id=CLUSTER)
     ps.set_do_token("dop_v1_wrong-token-00000")
     ps.save()
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "do-database"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "do-database"), ended)
     assert run.state == "failed" and "token was refused (401)" in run.error
     ps.set_do_token(TOKEN)
     ps.save()
     assert ps.do_token_redacted == "dop_…3a" and TOKEN not in ps.do_token_encrypted
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "do-database"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "do-database"), ended)
     assert run.state == "succeeded", run.error + run.log
     for text in ("PostgreSQL database provisioned", "Database plan selected (Starter/Professional)"):
         assert ItemState.objects.get(runbook=runbook, item__text=text).earned_run_id == run.pk

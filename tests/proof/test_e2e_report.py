@@ -2,7 +2,7 @@
 by test through the lead's mapping; bad reports and mappings are refused in plain words."""
 import pytest
 
-from checklist import jobs
+from checklist import job_actions
 from checklist.models import ItemState
 from checks import junit
 from checks.report import CheckInputError
@@ -56,7 +56,7 @@ def test_e2e_report_earns_items_test_by_test_on_a_worker(open_deployment, users,
     report = tmp_path / "e2e.xml"
     report.write_text(REPORT.format(failures=1, money='<failure message="500"/>'))
     proof_settings(runbook, junit_path=str(report), test_map=MAPPING)
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "e2e-report"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "e2e-report"), ended)
     assert run.state == "failed" and "3 of 5 items proven" in run.error
     assert state(runbook, "User registration/login working").earned_run_id == run.pk
     assert state(runbook, "Authorization rules enforced").earned_run_id == run.pk
@@ -66,7 +66,7 @@ def test_e2e_report_earns_items_test_by_test_on_a_worker(open_deployment, users,
     assert {e.name for e in run.evidence.all()} >= {"e2e.xml", "e2e-report-report.json"}
     # The team fixes the bug: the next report earns the item, the earlier ones stay earned.
     report.write_text(REPORT.format(failures=0, money=""))
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "e2e-report"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "e2e-report"), ended)
     assert state(runbook, "Financial data operations functional").earned_run_id == run.pk
     assert state(runbook, "User registration/login working").checked
 
@@ -77,12 +77,12 @@ def test_e2e_report_refuses_a_bad_report_or_mapping(open_deployment, users, work
     report = tmp_path / "e2e.xml"
     report.write_text("<testsuites><testsuite><testcase name='x'")
     proof_settings(runbook, junit_path=str(report), test_map=MAPPING)
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "e2e-report"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "e2e-report"), ended)
     assert run.state == "failed" and "is not XML" in run.error
     proof_settings(runbook, test_map={"Backup restoration tested": ["x"]})
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "e2e-report"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "e2e-report"), ended)
     assert run.state == "failed" and "does not earn" in run.error
     proof_settings(runbook, junit_path="/etc/passwd", test_map=MAPPING)
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "e2e-report"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "e2e-report"), ended)
     assert run.state == "failed" and "/etc/passwd" in run.error
     assert not ItemState.objects.filter(runbook=runbook, earned_run__isnull=False).exists()

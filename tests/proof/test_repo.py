@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from checklist import jobs
+from checklist import job_actions
 from checklist.models import ItemState
 from tests.conftest import ended, wait_for_run
 
@@ -46,7 +46,7 @@ def test_repo_job_earns_what_the_checkout_proves_on_a_worker(runbook, users, wor
                        "Rollback procedures documented": {"path": "docs/rollback.md",
                                                           "must_contain": ["backup manifest"]},
                        "Migration process documented": "docs/migration.md"})
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "repo"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "repo"), ended)
     assert run.state == "failed" and "3 of 4 items proven" in run.error  # migration.md is a stub
     for text in ("All migration scripts committed to repository", "Configuration files updated"):
         assert state(runbook, text).earned_run_id == run.pk, text
@@ -57,7 +57,7 @@ def test_repo_job_earns_what_the_checkout_proves_on_a_worker(runbook, users, wor
     assert not state(runbook, "Rollback procedures documented").checked  # its phase is locked
     # An uncommitted edit: the scripts and configuration are no longer proven, and withdrawn.
     (repo / "config" / "production.py").write_text("DEBUG = True\n")
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "repo"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "repo"), ended)
     assert run.state == "failed" and "uncommitted changes" in run.log
     assert not state(runbook, "Configuration files updated").checked
     assert not state(runbook, "All migration scripts committed to repository").checked
@@ -67,8 +67,8 @@ def test_repo_job_earns_what_the_checkout_proves_on_a_worker(runbook, users, wor
 def test_repo_job_refuses_a_folder_that_is_not_a_repository(runbook, users, worker, tmp_path):
     open_through(runbook, users, 2)
     proof_settings(runbook, repo_path=str(tmp_path), repo_scripts=["production_migration.py"])
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "repo"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "repo"), ended)
     assert run.state == "failed" and "not a git repository" in run.error.lower()
     proof_settings(runbook, repo_path=str(tmp_path / "nowhere"))
-    run = wait_for_run(jobs.start_job(users["member"], runbook, "repo"), ended)
+    run = wait_for_run(job_actions.start_job(users["member"], runbook, "repo"), ended)
     assert run.state == "failed" and "no such repository folder" in run.error

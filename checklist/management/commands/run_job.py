@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from checklist.actions import Refused
-from checklist.jobs import start_job
+from checklist.job_actions import start_job
 from checklist.models import Runbook, TaskRun
 
 

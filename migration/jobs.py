@@ -1,14 +1,18 @@
-"""Job handlers for the engine's steps: thin shells that read the runbook's sources and target,
+"""The engine's steps as job kinds: thin handlers that read the runbook's sources and target,
 call one engine step with the run's progress and cancel hooks, and hand back its report.
+Django glue (like apps.py and management/): the engine itself imports nothing from here.
 
-The generic task (checklist.tasks.run_job) records progress, evidence and earned ticks; each
+MigrationConfig.ready() registers KINDS; checklist/runner.py runs them and records progress,
+evidence and earned ticks; each
 runbook has one work folder, so a re-run after a kill resumes where the engine's control table
 says it stopped.
 """
 import sqlite3
 from pathlib import Path
 
-from checklist.tasks import JobCancelled, JobResult
+from checklist import actions, rules
+from checklist.job_context import JobCancelled, JobResult
+from checklist.jobs import JobKind, register
 
 from . import steps
 from .errors import Cancelled, InputError
@@ -138,8 +142,6 @@ def schema_job(ctx):
 def _approved_run(ctx, dry_run):
     """The run step bound to the standing schema approval: the engine refuses unless
     unified_schema.sql is that very file, and the evidence records the sha256 and who approved."""
-    from checklist import rules
-
     approval = rules.schema_approval(ctx.runbook)
     if approval is None:  # withdrawn between the start and now
         return JobResult(ok=False, error="No standing approval of unified_schema.sql: a lead must "
@@ -187,3 +189,32 @@ def rollback_rehearsal_job(ctx):
 
 def cleanup_job(ctx):
     return _call(ctx, steps.cleanup, sources=ctx.sources(), workdir=_workdir(ctx), cancellable=True)
+
+
+KINDS = (
+    JobKind("backup", "Back up and verify the SQLite files", backup_job,
+            description="Online backup, integrity check, manifest with sha256, restore test."),
+    JobKind("restore-test", "Restore test", restore_test_job,
+            description="Restore the latest backup to a scratch folder and compare."),
+    JobKind("assess", "Assess the SQLite databases", assess_job),
+    JobKind("schema", "Generate the unified PostgreSQL schema", schema_job,
+            needs_target=True, on_success=actions.void_stale_schema_approval),
+    JobKind("dry-run", "Dry-run the migration", dry_run_job, needs_target=True,
+            needs_schema_approval=True),
+    JobKind("migrate", "Run the migration (COPY)", migrate_job,
+            needs_target=True, time_limit=4 * 3600, needs_schema_approval=True),
+    JobKind("validate", "Validate every row", validate_job, needs_target=True,
+            time_limit=4 * 3600),
+    JobKind("rollback", "Roll back the migration", rollback_job,
+            needs_target=True, description="Restore the SQLite files and drop exactly what the "
+                                           "migration created (refused if anything else depends on it)."),
+    JobKind("rollback-rehearsal", "Rehearse the rollback", rollback_rehearsal_job,
+            needs_target=True, description="Verify the backups and run the drops in a transaction "
+                                           "that is rolled back: proves the rollback, changes nothing."),
+    JobKind("cleanup", "Archive and clean up", cleanup_job),
+)
+
+
+def register_kinds():
+    for kind in KINDS:
+        register(kind)

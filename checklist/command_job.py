@@ -16,20 +16,26 @@ import time
 from django.conf import settings
 
 from . import lifeline
+from .job_context import JobCancelled, JobResult, group_file
 from .models import CommandSpec
-from .tasks import JobCancelled, JobResult, group_file
+
+# Where a command without a working directory of its own runs, for a runbook: the app that
+# keeps that setting registers it (deploychecks: the MINGUS checkout a lead pointed the runbook
+# at, where the shipped init_db.py, performance_test.py, e2e_tests.py live).
+DEFAULT_WORKDIRS = []
 
 
 def _which(program, env):
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
-def repo_path(runbook):
-    """The MINGUS checkout a lead pointed this runbook at, where a command without a working
-    directory of its own runs (the shipped init_db.py, performance_test.py, e2e_tests.py)."""
-    from deploychecks.models import RunbookProofSettings  # the settings live with the checks
-
-    return RunbookProofSettings.of(runbook).repo_path
+def default_workdir(runbook):
+    """The first working directory a registered provider gives for this runbook, or ''."""
+    for provider in DEFAULT_WORKDIRS:
+        path = provider(runbook)
+        if path:
+            return path
+    return ""
 
 
 def command_job(ctx):
@@ -46,7 +52,7 @@ def command_job(ctx):
             env[key] = os.environ[key]
             secrets.append(os.environ[key])
     ctx._secrets.extend(s for s in secrets if s)
-    workdir = spec.workdir or repo_path(ctx.runbook) or str(ctx.workdir)
+    workdir = spec.workdir or default_workdir(ctx.runbook) or str(ctx.workdir)
     out_path = ctx.workdir / f"command-{spec.name}-run{ctx.run.pk}.out"
     ctx.log(f"running {spec.name}: {' '.join(map(str, spec.argv))} in {workdir} "
             f"(time limit {spec.timeout_seconds}s)")

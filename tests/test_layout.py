@@ -1,0 +1,158 @@
+"""The house's layout holds: no import circles, and the plain-Python parts stand without Django.
+
+The import graph is read from the source (ast), module-level and function-level imports alike:
+an import inside a function is still a dependency, only a later one.
+"""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("checklist", "checks", "deploychecks", "migration", "mingus_deploy")
+# The engine's Django glue: the app config, the job kinds, the management commands.
+ENGINE_GLUE = ("migration.apps", "migration.jobs", "migration.management")
+
+
+def project_modules():
+    """dotted name -> path of every project module (Django's migrations/ left out: history)."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if "migrations" in parts:
+                continue
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _absolute(module, path, node):
+    if node.level == 0:
+        return node.module or ""
+    base = module.split(".")
+    if path.name != "__init__.py":
+        base = base[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def import_graph(modules):
+    """module -> the project modules it imports (anywhere in its body)."""
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(module, path, node)
+                # `from pkg import name` imports pkg.name when that is a module.
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def cycles(graph):
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = import_graph(project_modules())
+    assert len(graph) > 100  # the walk found the project
+    found = cycles(graph)
+    detail = [{m: sorted(t for t in graph[m] if t in c) for m in c} for c in found]
+    assert not found, json.dumps(detail, indent=1)
+
+
+def test_the_engine_and_the_checks_know_nothing_of_the_app():
+    graph = import_graph(project_modules())
+    app = ("checklist", "deploychecks", "mingus_deploy")
+    plain = [m for m in graph if m.split(".")[0] in ("checks", "migration")
+             and not m.startswith(ENGINE_GLUE)]
+    wrong = {m: sorted(t for t in graph[m] if t.split(".")[0] in app) for m in plain}
+    assert not {m: t for m, t in wrong.items() if t}
+
+
+BLOCK_DJANGO = """
+import importlib.abc, sys
+
+class NoDjango(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("django", "celery"):
+            raise ImportError(f"{name} is not importable here")
+        return None
+
+sys.meta_path.insert(0, NoDjango())
+import importlib
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+try:
+    import django  # noqa: F401
+except ImportError:
+    print("imported", len(sys.argv) - 1, "modules without django")
+else:
+    raise SystemExit("django was importable: the blocker did not hold")
+"""
+
+
+def test_the_checks_library_and_the_engine_import_without_django():
+    names = [m for m in project_modules() if m.split(".")[0] in ("checks", "migration")
+             and not m.startswith(ENGINE_GLUE)]
+    assert "checks.registry" in names and "migration.steps" in names
+    done = subprocess.run([sys.executable, "-c", BLOCK_DJANGO, *names], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"imported {len(names)} modules without django" in done.stdout

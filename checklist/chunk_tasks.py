@@ -15,7 +15,7 @@ from django.conf import settings
 from migration.remote import Remote, load_remote_chunk
 
 from .models import TaskRun
-from .targets import target_url
+from .runbook_target import target_url
 
 log = logging.getLogger(__name__)
 

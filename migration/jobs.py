@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from checklist import actions, rules
+from checklist.chunk_tasks import remote_for
 from checklist.job_context import JobCancelled, JobResult
 from checklist.jobs import JobKind, register
 
@@ -148,8 +149,6 @@ def _approved_run(ctx, dry_run):
                                          "approve the schema before the migration runs.")
     ctx.log(f"applying unified_schema.sql sha256 {approval.sha256} approved by "
             f"{approval.lead.get_username()} (approval #{approval.pk})")
-    from checklist.chunk_tasks import remote_for
-
     result = _call(ctx, steps.run, sources=ctx.sources(), target_url=ctx.target_url(),
                    workdir=_workdir(ctx), dry_run=dry_run, cancellable=True,
                    schema_sha256=approval.sha256, remote=None if dry_run else remote_for(ctx.run))

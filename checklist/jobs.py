@@ -72,6 +72,19 @@ def on_run_end(step):
 COMMAND_PREFIX = "command:"
 
 
+def kind_shown(name):
+    """The kind as a page shows it, without a query: a registered kind, or a `command:<name>`
+    kind titled as get_kind titles it (start_job looks the command up for real)."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    title = _command_title(name.removeprefix(COMMAND_PREFIX)) if name.startswith(COMMAND_PREFIX) else name
+    return JobKind(name, title, None)
+
+
+def _command_title(command_name):
+    return f"Run {command_name}"
+
+
 def get_kind(name):
     """A registered kind, or `command:<name>` for each command an admin configured."""
     if name in REGISTRY:
@@ -79,7 +92,7 @@ def get_kind(name):
     if name.startswith(COMMAND_PREFIX):
         spec = CommandSpec.named(name.removeprefix(COMMAND_PREFIX))
         if spec is not None:
-            return JobKind(name, f"Run {spec.name}", command_job.command_job,
+            return JobKind(name, _command_title(spec.name), command_job.command_job,
                            time_limit=spec.timeout_seconds + 60, needs_sources=False,
                            description=spec.description)
     raise rules.Refused(rules.Decision(False, f"Unknown job kind '{name[:80]}'.", 400))

@@ -514,6 +514,50 @@ def can_clear_not_applicable(user, item_state, facts):
     return ALLOW
 
 
+@dataclass(frozen=True)
+class ItemChoices:
+    """What a user may do to one item now, each flag the answer of the rule its action asks, so
+    a page shows a control exactly when the action would take it (a race aside)."""
+
+    change: bool  # annotate it, run its jobs (its phase is open and the user may work)
+    tick: bool
+    untick: bool
+    override: bool
+    mark_na: bool
+    clear_na: bool
+
+
+def item_choices(user, item_state, facts):
+    """The ItemChoices of `user` on `item_state`, from the same rules the actions ask."""
+    change = bool(can_change_item(user, item_state, facts))
+    if not change:
+        return ItemChoices(False, False, False, False, False, False)
+    return ItemChoices(
+        change=True,
+        tick=bool(can_tick(user, item_state, facts)),
+        untick=bool(can_untick(user, item_state, facts)),
+        override=bool(can_override(user, item_state, facts)),
+        mark_na=bool(can_mark_not_applicable(user, item_state, facts)),
+        clear_na=bool(can_clear_not_applicable(user, item_state, facts)),
+    )
+
+
+def can_approve_schema_file(user, item_state, facts, evidence, approval):
+    """May this user approve `evidence` (the newest unified_schema.sql) from the approval item
+    `item_state` now? `approval` is the one standing for that file, if any."""
+    decision = can_change_item(user, item_state, facts)
+    if not decision:
+        return decision
+    decision = can_approve_schema(user)
+    if not decision:
+        return decision
+    if evidence is None:
+        return _conflict("No unified_schema.sql yet: the schema job makes it.")
+    if approval is not None:
+        return _conflict("This unified_schema.sql is already approved.")
+    return ALLOW
+
+
 def can_sign_off(user, phase, facts):
     decision = can_lead(user)
     if not decision:

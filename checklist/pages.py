@@ -1,0 +1,349 @@
+"""Building the runbook's pages: what each item row, heading and status block shows, gathered in a
+fixed number of queries and rendered from partials (cached per row where nothing changed).
+
+Views call `runbook_context` / `item_write_context` and render; the live stream calls the
+`render_*` functions to send only what changed. Each piece carries a stable DOM id, so a delta
+replaces it by id (htmx out-of-band swap, `oob=True` adds `hx-swap-oob="true"`):
+
+    item-<state_id>        one item row (<li>), `render_rows(user, runbook, state_ids)`
+    group-h-<group_id>     a group's heading and count   } `render_heads(user, runbook, state_ids)`
+    phase-head-<phase_id>  a phase's heading, count,     }  (the heads above those items)
+                           lock reason and sign-off form }
+    phase-<phase_id>       the whole phase section (rows included); never swapped by a delta
+    status-block           the completion and go-live block, `render_status(user, runbook)`
+    runbook-body           the whole body (`runbook_context` + _runbook_body.html): only for a
+                           page too far behind for deltas
+
+`render_deltas(user, runbook, state_ids)` joins the rows, their heads and the status block into
+one out-of-band answer. What a row shows depends on the viewer only through `viewer_key(user)`:
+two users with the same key get the same bytes, so a stream may render once per key.
+
+Decisions come from checklist/rules.py (`rules.item_choices`, `rules.can_approve_schema_file`,
+`rules.can_sign_off`, ...); this module only gathers them and hands them to the templates.
+"""
+import hashlib
+
+from django.core.cache import caches
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from . import jobs, rules
+from .models import ItemNote, ItemState, SchemaApproval
+
+ROW_CACHE = "default"
+ROW_CACHE_SECONDS = 3600
+
+# reverse() for each of the ~800 item links was a third of the page's render time: reverse each
+# item URL once with a placeholder id and substitute the real ids.
+_PLACEHOLDER = "2147483647"
+_ITEM_URLS = {"tick": "item-tick", "untick": "item-untick", "note": "item-note",
+              "override": "item-override",
+              "not_applicable": "item-not-applicable", "applicable": "item-applicable",
+              "detail": "item-detail"}
+
+
+def viewer_key(user):
+    """What of the viewer a rendered piece depends on: the rules asked per viewer read only the
+    roles (plus, for approvals, who the viewer is), so equal keys mean equal bytes for rows,
+    heads and the status block."""
+    return (bool(rules.can_work(user)), bool(rules.can_lead(user)), rules.is_lead(user))
+
+
+def _item_urls(runbook):
+    patterns = {key: reverse(name, args=[runbook.pk, _PLACEHOLDER])
+                for key, name in _ITEM_URLS.items()}
+    return lambda pk: {key: url.replace(_PLACEHOLDER, str(pk)) for key, url in patterns.items()}
+
+
+def latest_notes(runbook, state_ids=None):
+    """state_id -> its newest note, carrying `count` (all notes of that item), in one query.
+    The runbook page shows the newest note and a count; the item page shows them all."""
+    notes = ItemNote.objects.filter(state__runbook=runbook)
+    if state_ids is not None:
+        notes = notes.filter(state_id__in=state_ids)
+    notes = notes.annotate(
+        rank=Window(RowNumber(), partition_by=[F("state_id")],
+                    order_by=[F("created_at").desc(), F("pk").desc()]),
+        count=Window(Count("pk"), partition_by=[F("state_id")]),
+    ).filter(rank=1).select_related("author")
+    return {note.state_id: note for note in notes}
+
+
+def _latest_runs_of(runbook, kinds):
+    out = {}
+    for run in runbook.runs.filter(kind__in=kinds).select_related("started_by").order_by(
+            "-created_at", "-pk"):
+        out.setdefault(run.kind, run)
+    return out
+
+
+def schema_facts(runbook):
+    """The newest unified_schema.sql, the approval that stands for it, and the newest approval a
+    newer file voided, as the rules see them (one query without a file, four with one)."""
+    evidence = rules.latest_schema_evidence(runbook)
+    if evidence is None:
+        return {"evidence": None, "approval": None, "voided": None}
+    approval = rules.schema_approval(runbook)
+    voided = None
+    if approval is None:
+        voided = (SchemaApproval.objects.filter(runbook=runbook).exclude(sha256=evidence.sha256)
+                  .select_related("lead").order_by("-created_at", "-pk").first())
+    return {"evidence": evidence, "approval": approval, "voided": voided}
+
+
+class _Rows:
+    """What every item row needs beyond its own state, gathered once per request; `only` (a set
+    of ItemState ids) narrows the notes and runs to those items, for a write's or a delta's
+    answer."""
+
+    def __init__(self, user, runbook, facts, only=None):
+        self.user, self.runbook, self.facts = user, runbook, facts
+        self.bindings = facts.bound
+        self.notes = latest_notes(runbook, only)
+        self.only = only
+        self.runs = jobs.latest_runs(runbook) if only is None else None
+        self.urls = _item_urls(runbook)
+        # Asked once per page whether or not the template has the item, so every runbook page
+        # costs the same number of queries.
+        self._schema = schema_facts(runbook) if only is None else None
+
+    def _runs_for(self, states):
+        if self.runs is None:
+            kinds = {k for st in states for k in self.bindings.get(st.item_id, ())}
+            self.runs = _latest_runs_of(self.runbook, kinds) if kinds else {}
+        return self.runs
+
+    def decorate(self, states):
+        runs = self._runs_for(states)
+        for st in states:
+            self._decorate(st, runs)
+        return states
+
+    def _decorate(self, st, runs):
+        st.last_note = self.notes.get(st.pk)
+        st.note_count = st.last_note.count if st.last_note else 0
+        st.may = rules.item_choices(self.user, st, self.facts)
+        kinds = self.bindings.get(st.item_id, ())
+        # The schema-approval "kind" is no job: its item shows the approval panel instead.
+        st.jobs = [{"kind": jobs.kind_shown(k), "name": k, "run": runs.get(k),
+                    "may_run": st.may.change,
+                    "may_cancel": runs.get(k) is not None and bool(
+                        rules.can_cancel_run(self.user, runs[k]))}
+                   for k in kinds if k != rules.SCHEMA_APPROVAL]
+        st.source = rules.tick_source(st) if st.checked else ""
+        st.urls = self.urls(st.pk)
+        st.schema = None
+        if rules.SCHEMA_APPROVAL in kinds:
+            if self._schema is None:
+                self._schema = schema_facts(self.runbook)
+            schema = self._schema
+            st.schema = {**schema, "may_approve": bool(rules.can_approve_schema_file(
+                self.user, st, self.facts, schema["evidence"], schema["approval"]))}
+        return st
+
+
+def _row_key(st, oob):
+    """A cache key over every value an item row shows, so a cached row is never stale: a change
+    to any of them is a different key."""
+    note = st.last_note
+    shown = (
+        st.pk, st.item.text, st.checked, st.checked_by.get_username() if st.checked_by else "",
+        st.checked_at, st.not_applicable, st.na_reason, st.earned_by, st.overridden,
+        st.override_reason, st.version, tuple(vars(st.may).items()), st.note_count,
+        (note.pk, note.text, note.action, note.created_at,
+         note.author.get_username() if note.author else "") if note else None,
+        [(job["name"], job["kind"].title, job["kind"].params, job["may_run"], job["may_cancel"],
+          _run_shown(job["run"]))
+         for job in st.jobs],
+        _schema_shown(st.schema),
+        timezone.get_current_timezone_name(), oob,
+    )
+    return "item-row:" + hashlib.sha256(repr(shown).encode()).hexdigest()
+
+
+def _schema_shown(panel):
+    if panel is None:
+        return None
+    ev, approval, voided = panel["evidence"], panel["approval"], panel["voided"]
+    return (ev and (ev.pk, ev.sha256, ev.path), approval and approval.pk, voided and voided.pk,
+            panel["may_approve"])
+
+
+def _run_shown(run):
+    if run is None:
+        return None
+    # An ended run no longer changes, so its log's length stands for its log.
+    return (run.pk, run.state, run.percent, run.step, run.rows, run.eta_seconds, run.error,
+            len(run.log), run.created_at, run.started_by.get_username() if run.started_by else "")
+
+
+def _prerender_rows(runbook, states, oob=False):
+    """Set `st.html` on each row whose job is not running, from the cache or rendered once and
+    cached.
+
+    Rendering 136 rows was most of the page's cost, and most rows do not change between two
+    loads of the page. A row with an active run is rendered with the page: it polls its run and
+    carries the session's CSRF token in its Cancel form."""
+    cache = caches[ROW_CACHE]
+    keyed = {_row_key(st, oob): st for st in states
+             if not any(job["run"] is not None and job["run"].active for job in st.jobs)}
+    found = cache.get_many(list(keyed))
+    missing = {}
+    for key, st in keyed.items():
+        html = found.get(key)
+        if html is None:
+            html = missing[key] = render_to_string(
+                "checklist/_item.html", {"st": st, "runbook": runbook, "in_runbook": True,
+                                         "row_oob": oob})
+        st.html = mark_safe(html)
+    if missing:
+        cache.set_many(missing, ROW_CACHE_SECONDS)
+
+
+def _group(group, states):
+    group.state_list = states
+    group.done = sum(1 for s in states if s.complete)
+    group.complete = group.done == len(states)
+    return group
+
+
+def _runbook_flags(user, facts):
+    return {
+        "may_work": bool(rules.can_work(user)),
+        "may_lead": bool(rules.can_lead(user)),
+        "may_edit_contacts": bool(rules.can_edit_contacts(user)),
+        "may_configure": bool(rules.can_configure(user)),
+        "may_request_go_live": bool(rules.can_request_go_live(user, facts)),
+        "may_approve_go_live": bool(rules.can_approve_go_live(user, facts)),
+        "may_view_history": bool(rules.can_view_history(user)),
+    }
+
+
+def runbook_context(user, runbook):
+    """Everything the runbook page and its partials show, in a fixed number of queries."""
+    facts = rules.RunbookFacts.load(runbook)
+    _Rows(user, runbook, facts).decorate(facts.states)
+    by_group = {}
+    for st in facts.states:
+        by_group.setdefault(st.item.group.phase_id, {}).setdefault(
+            st.item.group_id, (st.item.group, []))[1].append(st)
+    _prerender_rows(runbook, facts.states)
+    phases = []
+    for phase in facts.phases:
+        status = facts.status(phase)
+        status.group_list = [_group(g, states)
+                             for g, states in by_group.get(phase.pk, {}).values()]
+        status.may_sign_off = bool(rules.can_sign_off(user, phase, facts))
+        phases.append(status)
+    contacts = list(runbook.contact_values.select_related("field", "updated_by")
+                    .order_by("field__order"))
+    return {
+        "runbook": runbook,
+        "facts": facts,
+        "phases": phases,
+        # Not "block": inside {% block %} that name is the template block itself.
+        "summary": rules.status_block(facts),
+        "contacts": contacts,
+        **_runbook_flags(user, facts),
+        "in_runbook": True,
+    }
+
+
+def _pieces(user, runbook, state_ids):
+    """The facts (counts only), the given states decorated, and their groups read whole (a
+    group's count needs all its items), in a fixed number of queries."""
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    group_ids = ItemState.objects.filter(runbook=runbook, pk__in=state_ids).values("item__group_id")
+    in_groups = list(
+        ItemState.objects.filter(runbook=runbook, item__group_id__in=group_ids)
+        .select_related("item__group__phase", "checked_by")
+        .order_by("item__group__phase__order", "item__group__order", "item__order"))
+    wanted = set(state_ids)
+    states = [st for st in in_groups if st.pk in wanted]
+    _Rows(user, runbook, facts, only=wanted).decorate(states)
+    groups = {}
+    for st in in_groups:
+        groups.setdefault(st.item.group_id, (st.item.group, []))[1].append(st)
+    groups = [_group(g, members) for g, members in groups.values()]
+    phases = {}
+    for group in groups:
+        if group.phase_id not in phases:
+            status = facts.status(group.phase_id)
+            status.may_sign_off = bool(rules.can_sign_off(user, group.phase, facts))
+            phases[group.phase_id] = status
+    return facts, states, groups, list(phases.values())
+
+
+def item_write_context(user, runbook, state_id):
+    """What an item write changes on the page: the item, its group heading, its phase heading
+    and the status block, from one load of the facts."""
+    facts, states, groups, phases = _pieces(user, runbook, [state_id])
+    return {
+        "runbook": runbook,
+        "facts": facts,
+        "st": states[0],
+        "group": groups[0],
+        "ps": phases[0],
+        "summary": rules.status_block(facts),
+        "may_work": bool(rules.can_work(user)),
+        "in_runbook": True,
+        "oob": True,
+    }
+
+
+# --- Pieces for live deltas -------------------------------------------------------------------
+
+
+def render_rows(user, runbook, state_ids, oob=False):
+    """state_id -> the HTML of its row (`<li id="item-<state_id>">`), for the given ids of this
+    runbook (unknown ids are left out)."""
+    _, states, _, _ = _pieces(user, runbook, state_ids)
+    return _rows_html(runbook, states, oob)
+
+
+def _rows_html(runbook, states, oob):
+    _prerender_rows(runbook, states, oob)
+    out = {}
+    for st in states:
+        html = getattr(st, "html", None)
+        if html is None:  # a running job's row: not cached
+            html = render_to_string("checklist/_item.html", {
+                "st": st, "runbook": runbook, "in_runbook": True, "row_oob": oob})
+        out[st.pk] = html
+    return out
+
+
+def _heads_html(user, runbook, groups, phases, oob):
+    parts = [render_to_string("checklist/_group_head.html", {"group": g, "oob": oob})
+             for g in groups]
+    parts += [render_to_string("checklist/_phase_head.html",
+                               {"ps": ps, "runbook": runbook, "oob": oob}) for ps in phases]
+    return "".join(parts)
+
+
+def render_heads(user, runbook, state_ids, oob=True):
+    """The group headings (`group-h-<id>`) and phase heads (`phase-head-<id>`) above the given
+    items, with their counts."""
+    _, _, groups, phases = _pieces(user, runbook, state_ids)
+    return _heads_html(user, runbook, groups, phases, oob)
+
+
+def render_status(user, runbook, oob=True, facts=None):
+    """The status block (`id="status-block"`)."""
+    facts = facts or rules.RunbookFacts.load(runbook, states=False)
+    return render_to_string("checklist/_status_block.html",
+                            {"summary": rules.status_block(facts), "runbook": runbook,
+                             "oob": oob})
+
+
+def render_deltas(user, runbook, state_ids):
+    """One out-of-band answer for a change to these items: their rows, the heads above them
+    and the status block, each replacing the element with its id."""
+    facts, states, groups, phases = _pieces(user, runbook, state_ids)
+    rows = _rows_html(runbook, states, True)
+    return ("".join(rows.values()) + _heads_html(user, runbook, groups, phases, True)
+            + render_status(user, runbook, True, facts))

@@ -8,12 +8,15 @@ are read from it.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from .catalog import Table, qi
 from .decisions import WINDOWS
+from .fastpath import DATE10, TS19, needs_escape
 
 D = "[0-9]"
 DATE_GLOB = f"{D}{D}{D}{D}-{D}{D}-{D}{D}"
@@ -23,6 +26,9 @@ HEX = "[0-9a-fA-F]"
 UUID36_GLOB = f"{HEX * 8}-{HEX * 4}-{HEX * 4}-{HEX * 4}-{HEX * 12}"
 UUID32_GLOB = HEX * 32
 BOOL_WORDS = ("true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0")
+OFFSET_GLOB = "*[Zz+-]*"
+TS_FRACTION_GLOB = f"{TS19}.{D}*"  # the loader's guard for a timestamp with a fraction (fastpath.copy_guard)
+NOT_DIGITS_GLOB = "*[^0-9]*"
 
 
 def is_datetime_type(declared: str) -> bool:
@@ -57,6 +63,14 @@ class ColumnProfile:
     epoch_s: int = 0
     epoch_ms: int = 0
     epoch_us: int = 0
+    # what the census reads (census.derive), counted in the same scan
+    # (None: not counted for a column of this declared type)
+    bool01: Optional[int] = None  # values equal to 0 or 1 (BOOL-declared columns)
+    ts_guard: Optional[int] = None  # texts the loader's timestamp guard passes (date/time-declared columns)
+    ts19: Optional[int] = None  # texts spelled 'YYYY-MM-DD HH:MM:SS'
+    ts26: Optional[int] = None  # texts spelled 'YYYY-MM-DD HH:MM:SS.ffffff'
+    escapes: Optional[int] = None  # texts and blobs holding a character COPY escapes (text-like, JSON)
+    inexact_floats: Optional[int] = None  # reals SQLite's 17-digit printf does not give back (REAL columns)
 
     @property
     def epochs(self) -> int:
@@ -92,57 +106,114 @@ def json_available(con: sqlite3.Connection) -> bool:
         return False
 
 
-def _first_pass(col) -> list[tuple[str, str]]:
-    c = qi(col.name)
-    t = f"typeof({c})"
-    aggs = [("ints", f"sum({t}='integer')"), ("reals", f"sum({t}='real')"),
-            ("texts", f"sum({t}='text')"), ("blobs", f"count({c})")]  # blobs: non-null count, fixed below
-    if col.affinity in ("TEXT", "BLOB") or is_datetime_type(col.declared_type):
-        aggs += [("max_len", f"max(CASE WHEN {t}='text' THEN length({c}) END)"),
-                 ("with_nul", f"sum({t}='text' AND instr({c}, char(0)) > 0)")]
-    if col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
-        aggs += [("min_int", f"min(CASE WHEN {t}='integer' THEN {c} END)"),
-                 ("max_int", f"max(CASE WHEN {t}='integer' THEN {c} END)")]
-    return aggs
+# The cost of an aggregate is mostly the function calls it makes per value, so counts about
+# one column share one expression where they can: a row adds PACK**k for each count k it
+# belongs to, and the sum holds up to three counts. A field cannot carry into the next while a
+# key range holds fewer than PACK rows; longer ranges count each field separately.
+PACK = 1 << 21
+PACK_ROWS = PACK // 2  # margin for rows written between the range's cut and its scan
 
 
-def _second_pass(col, cp: ColumnProfile, has_json: bool) -> list[tuple[str, str]]:
-    """Shape counts, asked only of columns whose first-pass counts make them matter."""
+def _when(*conds: str, then: str = "1") -> str:
+    """SQL that is `then` when every condition holds, else NULL. SQLite evaluates both sides of
+    AND in a value, but stops at the first CASE branch that fails: the costly tests come last."""
+    out = then
+    for cond in reversed(conds):
+        out = f"CASE WHEN {cond} THEN {out} END"
+    return out
+
+
+def _bit(cond: str, k: int) -> str:
+    """PACK**k when `cond` holds, else 0 (one field of a packed count)."""
+    return f"CASE WHEN {cond} THEN {PACK ** k} ELSE 0 END"
+
+
+def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
+    """(key, SQL) of everything counted about one column, in one scan.
+
+    A plain key's SQL is an aggregate; a key "a|b|c" names a packed count and its SQL is the
+    per-row value whose sum packs the counts (`PACK`). Each count is asked only of the storage
+    class it is about, so a column pays for a shape test only on values that can have it.
+    Counts the plan reads only when the column holds text are dropped afterwards when it holds
+    none (`finish_column`), so the profile means what it meant when they were a second scan
+    asked only of columns holding text.
+    """
     c = qi(col.name)
     t = f"typeof({c})"
+    n = f"length({c})"
     declared = col.declared_type.upper()
-    aggs = []
-    if cp.reals and col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
-        aggs.append(("integral_reals", f"sum({t}='real' AND {c}=CAST({c} AS INTEGER))"))
-    if (cp.ints or cp.reals) and is_datetime_type(declared):
-        for unit, (lo, hi) in WINDOWS.items():
-            aggs.append((f"epoch_{unit}", f"sum({t} IN ('integer','real') AND {c} BETWEEN {lo} AND {hi})"))
-    if not cp.texts:
-        if "BOOL" in declared:
-            aggs.append(("boolish", f"sum({c} IN (0, 1))"))
-        return aggs
-    if is_datetime_type(declared):
+    dt = is_datetime_type(declared)
+    text_like = col.affinity in ("TEXT", "BLOB")
+
+    def glob(pattern: str, expr: str = c) -> str:
+        return f"{expr} GLOB '{pattern}'"
+
+    def count(*conds: str) -> str:
+        return f"count({_when(*conds)})"
+
+    aggs = [("ints|reals|texts", f"CASE {t} WHEN 'integer' THEN 1 WHEN 'real' THEN {PACK} "
+                                 f"WHEN 'text' THEN {PACK * PACK} END"),
+            ("blobs", f"count({c})")]  # the non-null count until absorb subtracts the others
+    if text_like or dt:
+        nul = f"instr({c}, char(0))"
+        if text_like or "JSON" in declared:
+            # with_nul and the values COPY's text format escapes (the census's "plain")
+            aggs += [("with_nul|escapes", f"CASE {t} WHEN 'text' THEN {_bit(nul, 0)} + {_bit(needs_escape(c), 1)} "
+                                          f"WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
+        else:
+            aggs.append(("with_nul", count(f"{t} = 'text'", nul)))
+        aggs.append(("max_len", f"max(CASE {t} WHEN 'text' THEN {n} END)"))
+    elif "JSON" in declared:
+        aggs.append(("escapes", count(f"{t} IN ('text', 'blob')", needs_escape(c))))
+    if col.affinity in ("INTEGER", "NUMERIC", "BLOB"):
+        aggs += [("min_int", f"min(CASE {t} WHEN 'integer' THEN {c} END)"),
+                 ("max_int", f"max(CASE {t} WHEN 'integer' THEN {c} END)"),
+                 ("integral_reals", count(f"{t} = 'real'", f"{c} = CAST({c} AS INTEGER)"))]
+    if dt:
+        # the units' ranges do not overlap: one test finds a number's unit
+        units = " ".join(f"WHEN {c} BETWEEN {lo} AND {hi} THEN {PACK ** k}" for k, (lo, hi) in enumerate(WINDOWS.values()))
+        aggs.append(("|".join(f"epoch_{u}" for u in WINDOWS), f"CASE WHEN {t} IN ('integer', 'real') THEN CASE {units} END END"))
+        space11 = f"substr({c}, 11, 1) = ' '"
+        # a Z or a sign after the seconds marks an offset (the parser decides the details); a
+        # value the loader's guard passes (fastpath.copy_guard; ts_guard, for the census) has
+        # only digits, colons and a dot there, so the offset test is asked of the others only
+        offset = f"CASE WHEN {n} > 19 THEN {_bit(glob(OFFSET_GLOB, f'substr({c}, 17)'), 0)} ELSE 0 END"
+        guard = (f"CASE {n} WHEN 19 THEN CASE WHEN {glob(TS19)} THEN {PACK ** 2} ELSE 0 END "
+                 f"WHEN 20 THEN {offset} "
+                 f"ELSE CASE WHEN {n} BETWEEN 21 AND 26 THEN CASE WHEN {glob(TS_FRACTION_GLOB)} THEN "
+                 f"CASE WHEN NOT {glob(NOT_DIGITS_GLOB, f'substr({c}, 21)')} THEN {PACK ** 2} ELSE {offset} END "
+                 f"ELSE {offset} END ELSE {offset} END END")
+        nonzero = _bit(f"rtrim(substr({c}, 12), '0:. ') != ''", 1)
         aggs += [
-            ("iso_dates", f"sum({t}='text' AND length({c})=10 AND {c} GLOB '{DATE_GLOB}')"),
-            ("iso_timestamps", f"sum({t}='text' AND {c} GLOB '{TS_GLOB}')"),
-            # a Z or a sign after the seconds marks an offset (the parser decides the details)
-            ("with_offset", f"sum({t}='text' AND length({c}) > 19 AND substr({c}, 17) GLOB '*[Zz+-]*')"),
-            ("nonzero_time", f"sum({t}='text' AND length({c}) > 10 AND rtrim(substr({c}, 12), '0:. ') != '')"),
-            ("times", f"sum({t}='text' AND length({c}) <= 15 AND {c} GLOB '{TIME_GLOB}')"),
+            # a date is 10 long, a time of day at most 15, a timestamp at least 16
+            ("iso_dates|times|iso_timestamps",
+             f"CASE {t} WHEN 'text' THEN CASE WHEN {n} <= 15 THEN "
+             f"(CASE WHEN {n} = 10 THEN {_bit(glob(DATE_GLOB), 0)} ELSE 0 END) + {_bit(glob(TIME_GLOB), 1)} "
+             f"ELSE {_bit(glob(TS_GLOB), 2)} END END"),
+            ("with_offset|nonzero_time|ts_guard",
+             f"CASE {t} WHEN 'text' THEN CASE WHEN {n} > 10 THEN {nonzero} + {guard} "
+             f"WHEN {n} = 10 THEN {_bit(glob(DATE10), 2)} END END"),
+            # the two spellings the loader prints as they are (the census's ts19, ts26)
+            ("ts19|ts26", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 19 THEN {_bit(space11, 0)} "
+                          f"WHEN 26 THEN {_bit(space11, 1)} END END"),
         ]
-    if (col.affinity in ("TEXT", "BLOB") or "UUID" in declared or "GUID" in declared) and cp.max_len <= 38:
-        aggs += [
-            ("uuids", f"sum({t}='text' AND ((length({c})=36 AND {c} GLOB '{UUID36_GLOB}') OR "
-                      f"(length({c})=32 AND {c} GLOB '{UUID32_GLOB}')))"),
-            ("uuid_spellings", f"(max({t}='text' AND length({c})=36) + max({t}='text' AND length({c})=32))"),
-        ]
-    if has_json and (col.affinity in ("TEXT", "BLOB") or "JSON" in declared):
-        aggs.append(("json_docs", f"sum({t}='text' AND substr({c}, 1, 1) IN ('{{', '[') AND json_valid({c}))"))
+    if text_like or "UUID" in declared or "GUID" in declared:
+        # texts of each UUID length (the spellings present) and those spelled as a UUID
+        aggs.append(("uuid36|uuids|uuid32", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 36 THEN 1 + {_bit(glob(UUID36_GLOB), 1)} "
+                                            f"WHEN 32 THEN {PACK ** 2} + {_bit(glob(UUID32_GLOB), 1)} END END"))
+    if has_json and (text_like or "JSON" in declared):
+        aggs.append(("json_docs", count(f"{t} = 'text'", f"substr({c}, 1, 1) IN ('{{', '[')", f"json_valid({c})")))
         if "JSON" in declared:
-            aggs.append(("json_values", f"sum({t} IN ('text','integer','real') AND json_valid({c}))"))
+            aggs.append(("json_values", count(f"{t} IN ('text', 'integer', 'real')", f"json_valid({c})")))
     if "BOOL" in declared:
         words = ", ".join(f"'{w}'" for w in BOOL_WORDS)
-        aggs.append(("boolish", f"sum({c} IN (0, 1) OR ({t}='text' AND lower(trim({c})) IN ({words})))"))
+        aggs.append(("bool01|boolish", f"CASE WHEN {c} IN (0, 1) THEN {1 + PACK} WHEN {t} = 'text' THEN "
+                                       f"{_bit(f'lower(trim({c})) IN ({words})', 1)} END"))
+    if col.affinity == "REAL":
+        # reals whose 17-digit printf does not read back as the same double (the census's "float17")
+        differs = _when(f"CAST(printf('%!.17g', {c}) AS REAL) != {c}")
+        aggs.append(("inexact_floats", f"count(CASE {t} WHEN 'real' THEN CASE WHEN {c} = 0 THEN NULL "
+                                       f"WHEN abs({c}) BETWEEN 1e-10 AND 1e17 THEN {differs} ELSE 1 END END)"))
     return aggs
 
 
@@ -156,31 +227,53 @@ def _run_aggregates(con, table: Table, exprs: list, where: str = "1", params: tu
     return row
 
 
-def _pass_exprs(table: Table, prof: "TableProfile", pass_no: int, has_json: bool) -> tuple[list, list]:
-    """(layout [(column, key)], SQL aggregates) of one pass; pass 1 starts with count(*)."""
-    layout, exprs = [], ["count(*)"] if pass_no == 1 else []
+def profile_exprs(table: Table, has_json: bool, packed: bool = True) -> tuple[list, list]:
+    """(layout [(column, key)] of the values a scan gives, SQL aggregates) of one scan of a table;
+    it starts with count(*). Packed, a "a|b|c" key is one sum (see `unpack`); otherwise
+    each of its counts is summed alone."""
+    layout, exprs = [], ["count(*)"]
     for col in table.columns:
-        aggs = _first_pass(col) if pass_no == 1 else _second_pass(col, prof.columns[col.name], has_json)
-        for key, expr in aggs:
-            if key == "uuid_spellings":
-                # two flags that combine across key ranges (each range says which spellings it saw)
-                c = qi(col.name)
-                layout += [(col.name, "uuid36"), (col.name, "uuid32")]
-                exprs += [f"max(typeof({c})='text' AND length({c})=36)", f"max(typeof({c})='text' AND length({c})=32)"]
-                continue
-            layout.append((col.name, key))
-            exprs.append(expr)
+        for key, sql in _column_aggregates(col, has_json):
+            if "|" not in key:
+                layout.append((col.name, key))
+                exprs.append(sql)
+            elif packed:
+                layout.append((col.name, key))
+                exprs.append(f"sum({sql})")
+            else:
+                for k, part in enumerate(key.split("|")):
+                    layout.append((col.name, part))
+                    exprs.append(f"sum(({sql}) / {PACK ** k} % {PACK})")
     return layout, exprs
 
 
-def combine(layout: list, rows: list, pass_no: int) -> list:
-    """One pass's aggregate rows over several key ranges, as if over the whole table: counts
-    and sums add, min and max keep the extreme (NULL when a range had no value)."""
-    keys = ([("", "rows")] if pass_no == 1 else []) + layout
+def unpack(layout: list, row: list) -> tuple[list, list]:
+    """A scan's (layout, values) with every packed count split into its fields."""
+    flat, values = [], [row[0] or 0]
+    for (cname, key), value in zip(layout, row[1:]):
+        if "|" not in key:
+            flat.append((cname, key))
+            values.append(value)
+            continue
+        value = int(value or 0)
+        for part in key.split("|"):
+            flat.append((cname, part))
+            values.append(value % PACK)
+            value //= PACK
+    return flat, values
+
+
+_MAXED = ("max_len", "max_int")
+
+
+def combine(layout: list, rows: list) -> list:
+    """Unpacked scans of several key ranges, as if of the whole table: counts add, min and max
+    keep the extreme (NULL when a range had no value)."""
+    keys = [("", "rows")] + layout
     out = []
     for k, (_, key) in enumerate(keys):
         values = [r[k] for r in rows if r[k] is not None]
-        if key in ("max_len", "max_int", "uuid36", "uuid32"):
+        if key in _MAXED:
             out.append(max(values) if values else None)
         elif key == "min_int":
             out.append(min(values) if values else None)
@@ -189,52 +282,66 @@ def combine(layout: list, rows: list, pass_no: int) -> list:
     return out
 
 
-def absorb(prof: "TableProfile", layout: list, row: list, pass_no: int) -> None:
-    """Set a pass's results on the profile (after `combine`)."""
-    if pass_no == 1:
-        prof.rows = row[0] or 0
-        row = row[1:]
-    flags: dict = {}
-    for (cname, key), value in zip(layout, row):
-        if key in ("uuid36", "uuid32"):
-            flags[cname] = flags.get(cname, 0) + int(value or 0)
-            continue
-        setattr(prof.columns[cname], key, value if key in ("min_int", "max_int") else int(value or 0))
-    for cname, n in flags.items():
-        prof.columns[cname].uuid_spellings = n
-    if pass_no == 1:
-        for cp in prof.columns.values():
-            cp.blobs -= cp.ints + cp.reals + cp.texts
-            cp.nulls = prof.rows - cp.non_null
+def absorb(prof: "TableProfile", layout: list, row: list) -> None:
+    """Set an unpacked scan's results on the profile (after `combine`)."""
+    prof.rows = row[0] or 0
+    seen: dict = {name: {} for name in prof.columns}
+    for (cname, key), value in zip(layout, row[1:]):
+        seen[cname][key] = value if key in ("min_int", "max_int") else int(value or 0)
+    for cname, values in seen.items():
+        cp = prof.columns[cname]
+        finish_column(cp, values)
+        cp.blobs -= cp.ints + cp.reals + cp.texts
+        cp.nulls = prof.rows - cp.non_null
+
+
+def scan(con, table: Table, has_json: bool, where: str = "1", params: tuple = (), rows: Optional[int] = None) -> tuple:
+    """(layout, values) of one scan of a table or of one key range of it (about `rows` rows)."""
+    packed = (table.row_count if rows is None else rows) < PACK_ROWS
+    layout, exprs = profile_exprs(table, has_json, packed)
+    return unpack(layout, _run_aggregates(con, table, exprs, where, params))
+
+
+def finish_column(cp: ColumnProfile, values: dict) -> None:
+    """Set one column's counts, keeping the profile's meaning: shapes of text are counted only
+    for columns holding text, UUIDs only where no text is longer than a UUID can be spelled,
+    and "boolish" without text is the count of 0 and 1."""
+    texts = values.get("texts", 0)
+    if not texts:
+        for key in ("iso_dates", "iso_timestamps", "with_offset", "nonzero_time", "times", "uuids", "uuid36",
+                    "uuid32", "json_docs", "json_values"):
+            values.pop(key, None)
+        if "bool01" in values:
+            values["boolish"] = values["bool01"]
+    if values.get("max_len", 0) > 38:
+        values.pop("uuids", None)
+        values.pop("uuid36", None)
+        values.pop("uuid32", None)
+    values["uuid_spellings"] = int(bool(values.pop("uuid36", 0))) + int(bool(values.pop("uuid32", 0)))
+    if not values.get("reals"):
+        values.pop("integral_reals", None)
+    for key, value in values.items():
+        setattr(cp, key, value)
 
 
 def profile_table(con: sqlite3.Connection, table: Table, has_json: Optional[bool] = None) -> TableProfile:
-    """Scan a table (twice at most) and count what its columns hold."""
+    """Scan a table once and count what its columns hold."""
     if has_json is None:
         has_json = json_available(con)
-    prof = TableProfile(table=table.name)
-    for col in table.columns:
-        prof.columns[col.name] = ColumnProfile(name=col.name)
-    for pass_no in (1, 2):
-        layout, exprs = _pass_exprs(table, prof, pass_no, has_json)
-        if not exprs:
-            continue
-        absorb(prof, layout, _run_aggregates(con, table, exprs), pass_no)
-        if prof.rows == 0:
-            break
+    prof = TableProfile(table=table.name, columns={col.name: ColumnProfile(name=col.name) for col in table.columns})
+    layout, values = scan(con, table, has_json)
+    absorb(prof, layout, values)
     return prof
 
 
-def profile_range(path: str, table: Table, prof_data: dict, pass_no: int, has_json: bool,
-                  where: str, params: tuple, busy_timeout: float = 5.0) -> list:
-    """One pass over one key range of a table, in a worker process (see schema.read_sources)."""
+def profile_range(path: str, table: Table, has_json: bool, where: str, params: tuple, rows: int,
+                  busy_timeout: float = 5.0) -> tuple:
+    """The scan of one key range of a table, in a worker process (see `profile_tables`)."""
     from .sources import open_source
 
-    prof = TableProfile.from_dict(prof_data)
-    _, exprs = _pass_exprs(table, prof, pass_no, has_json)
     con = open_source(path, busy_timeout=busy_timeout)
     try:
-        return _run_aggregates(con, table, exprs, where, params)
+        return scan(con, table, has_json, where, params, rows)
     finally:
         con.close()
 
@@ -292,3 +399,75 @@ def misfit_samples(con: sqlite3.Connection, table: Table, col, limit: int = 3) -
     for row in con.execute(f"SELECT {key}, {t}, CAST(substr({c}, 1, 60) AS TEXT) FROM {qi(table.name)} WHERE {cond} LIMIT {limit}"):
         out.append({"key": row[0] if len(row) == 3 else list(row[:-2]), "type": row[-2], "value": row[-1]})
     return out
+
+
+PARALLEL_ROWS = 50_000  # files with fewer rows are profiled in this process
+RANGE_ROWS = 25_000  # the shortest key range worth a task of its own
+
+
+def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float, reporter=None) -> dict:
+    """{table name: TableProfile} of `tables`, counted by SQLite in parallel.
+
+    Every aggregate of the scan is a count, a sum, a min or a max, so a long table is cut into
+    rowid ranges and the ranges' answers combine (`combine`) into the whole table's; the ranges
+    of all tables, longest first, share one pool of worker processes, one per core. The pool is
+    the engine's (`workers.process_executor`), so it also starts inside a Celery job.
+    """
+    from .workers import process_executor
+
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    out = {t.name: TableProfile(table=t.name, columns={c.name: ColumnProfile(name=c.name) for c in t.columns})
+           for t in tables}
+    if workers == 1 or sum(t.row_count for t in tables) < PARALLEL_ROWS:
+        for t in tables:
+            if reporter:
+                reporter.check_cancel()
+                reporter.log(f"profiling {t.name} ({t.row_count} rows)")
+            out[t.name] = profile_table(con, t, has_json)
+            if reporter:
+                reporter.add(t.row_count, table=t.name)
+        return out
+    with process_executor(workers) as pool:
+        work = []
+        for t in tables:
+            for where, params, span in key_ranges(con, t.name, t.rowid_name, t.row_count, workers):
+                work.append((span, t, where, params))
+        work.sort(key=lambda w: -min(w[0], w[1].row_count))
+        futures = {}
+        for span, t, where, params in work:
+            futures.setdefault(t.name, []).append(
+                pool.submit(profile_range, str(path), t, has_json, where, params, span, busy_timeout))
+        for t in sorted(tables, key=lambda t: -t.row_count):
+            scans = [wait_result(f, reporter) for f in futures[t.name]]
+            absorb(out[t.name], scans[0][0], combine(scans[0][0], [values for _, values in scans]))
+            if reporter:
+                reporter.add(t.row_count, table=t.name)
+    return out
+
+
+def key_ranges(con, table: str, rowid_name: Optional[str], rows: int, workers: int) -> list:
+    """[(where, params, most rows it can hold)] cutting a table into rowid ranges: several per
+    worker, so the pool stays busy to the end, none shorter than `RANGE_ROWS`."""
+    parts = min(workers * 4, rows // RANGE_ROWS)
+    if not rowid_name or parts < 2:
+        return [("1", (), rows)]
+    rid = qi(rowid_name)
+    # one query each: SQLite answers a lone min() or max() of the rowid from the b-tree's ends
+    lo = con.execute(f"SELECT min({rid}) FROM {qi(table)}").fetchone()[0]
+    hi = con.execute(f"SELECT max({rid}) FROM {qi(table)}").fetchone()[0]
+    if lo is None:
+        return [("1", (), rows)]
+    step = max(1, (hi - lo + parts) // parts)
+    return [(f"{rid} BETWEEN ? AND ?", (a, min(hi, a + step - 1)), min(hi, a + step - 1) - a + 1)
+            for a in range(lo, hi + 1, step)]
+
+
+def wait_result(future, reporter=None):
+    """A pool task's result, answering a cancel request while waiting."""
+    while True:
+        if reporter:
+            reporter.check_cancel()
+        try:
+            return future.result(timeout=0.5)
+        except concurrent.futures.TimeoutError:
+            continue

@@ -8,9 +8,7 @@ unified_schema.sql and plan.json into the workdir. `apply_statements` creates th
 """
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
-import os
 import json
 import secrets
 from pathlib import Path
@@ -18,22 +16,21 @@ from typing import Optional
 
 import psycopg
 
-from . import ddl, decisions, fastpath
+from . import ddl
 from .catalog import qi, read_catalog, resolve_fk_targets
 from .ddl_names import fit_name, quote_ident
 from .plan import UUID_EXTENSION, Plan, build_plan
-from .profile import (ColumnProfile, TableProfile, _pass_exprs, absorb, combine, json_available, profile_range,
-                      profile_table)
+from .census import census
+from .profile import TableProfile, json_available, profile_tables
 from .progress import Reporter
 from .reports import SchemaReport, utc_now, write_report
 from .sources import file_identity, open_source, schema_sha256
-from .workers import process_executor
 from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
     owned_sequences, record_created, \
     existing_indexes, existing_views, target_columns
 
 SCHEMA_FILE = "unified_schema.sql"
-PROFILE_VERSION = 2  # bump when ColumnProfile counts something new: older caches are profiled again
+PROFILE_VERSION = 3  # bump when ColumnProfile counts something new: older caches are profiled again
 PLAN_FILE = "plan.json"
 
 
@@ -68,68 +65,6 @@ def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter
         finally:
             con.close()
     return catalogs, profiles, identities
-
-
-PARALLEL_ROWS = 50_000  # a table this long is profiled in key ranges, one per process
-
-
-def profile_tables(con, path: Path, tables: list, has_json: bool, busy_timeout: float,
-                   reporter: Optional[Reporter] = None) -> dict:
-    """{table name: TableProfile} of `tables`, counted by SQLite in parallel.
-
-    Every aggregate of a profile pass is a count, a sum, a min or a max, so a long table is cut
-    into rowid ranges and the ranges' answers combine (`profile.combine`) into the whole table's;
-    ranges of all tables share one pool of worker processes, one per core. The pool is the
-    engine's (`workers.process_executor`), so it also starts inside a Celery job.
-    """
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    out = {t.name: TableProfile(table=t.name, columns={c.name: ColumnProfile(name=c.name) for c in t.columns})
-           for t in tables}
-    if workers == 1 or sum(t.row_count for t in tables) < PARALLEL_ROWS:
-        for t in tables:
-            if reporter:
-                reporter.check_cancel()
-                reporter.log(f"profiling {t.name} ({t.row_count} rows)")
-            out[t.name] = profile_table(con, t, has_json)
-            if reporter:
-                reporter.add(t.row_count, table=t.name)
-        return out
-    ranges = {t.name: _key_ranges(con, t.name, t.rowid_name, t.row_count, workers) for t in tables}
-    with process_executor(workers) as pool:
-        live = [t for t in tables]
-        for pass_no in (1, 2):
-            jobs = {}
-            for t in live:
-                layout, exprs = _pass_exprs(t, out[t.name], pass_no, has_json)
-                if not exprs:
-                    continue
-                data = out[t.name].to_dict()
-                jobs[t.name] = (layout, [pool.submit(profile_range, str(path), t, data, pass_no, has_json, where, params,
-                                                     busy_timeout) for where, params in ranges[t.name]])
-            for t in live:
-                if t.name not in jobs:
-                    continue
-                layout, futures = jobs[t.name]
-                rows = [_result(f, reporter) for f in futures]
-                absorb(out[t.name], layout, combine(layout, rows, pass_no), pass_no)
-                if reporter and pass_no == 2:
-                    reporter.add(t.row_count, table=t.name)
-            live = [t for t in live if out[t.name].rows]
-    return out
-
-
-def _key_ranges(con, table: str, rowid_name: Optional[str], rows: int, parts: int) -> list:
-    """(where, params) cutting a table into about `parts` rowid ranges (one when it is short)."""
-    if not rowid_name or rows < PARALLEL_ROWS or parts < 2:
-        return [("1", ())]
-    rid = qi(rowid_name)
-    # one query each: SQLite answers a lone min() or max() of the rowid from the b-tree's ends
-    lo = con.execute(f"SELECT min({rid}) FROM {qi(table)}").fetchone()[0]
-    hi = con.execute(f"SELECT max({rid}) FROM {qi(table)}").fetchone()[0]
-    if lo is None:
-        return [("1", ())]
-    step = max(1, (hi - lo + parts) // parts)
-    return [(f"{rid} BETWEEN ? AND ?", (a, min(hi, a + step - 1))) for a in range(lo, hi + 1, step)]
 
 
 def _cache_path(workdir: Optional[Path], name: str) -> Optional[Path]:
@@ -167,99 +102,6 @@ def _uuid_unique_checker(sources: dict, busy_timeout: float):
         finally:
             con.close()
     return check
-
-
-def spec_for(cp, tp) -> fastpath.ColumnSpec:
-    """The loader's view of a planned column (before the target's real types are known)."""
-    always_int = cp.source == tp.rowid_alias or (tp.strict and cp.declared.upper() in ("INT", "INTEGER"))
-    params = {**cp.params, **decisions.check_kind(cp.source, cp.decisions, cp.kind)}
-    return fastpath.ColumnSpec(source=cp.source, target=cp.target, kind=cp.kind, params=params,
-                               notnull=cp.notnull, always_int=always_int)
-
-
-def census(sources: dict, plan: Plan, busy_timeout: float, reporter: Optional[Reporter] = None) -> None:
-    """Count, per column, the values the fast load path can take as they are.
-
-    A column whose every value passes its guard (and needs no escaping, and whose floats
-    print exactly) is loaded without per-row checks -- but only while the file is the very
-    version counted here; a run on a source written since then checks every row
-    (run.column_specs, census_holds=False). Every count is a sum, so long tables are counted
-    in rowid ranges by a pool of processes, like the profile (`profile_tables`).
-    """
-    workers = max(1, min(os.cpu_count() or 1, 8))
-    for name, path in sources.items():
-        tables = [tp for tp in plan.tables if tp.source == name and tp.row_count]
-        if not tables:
-            continue
-        con = open_source(Path(path), busy_timeout=busy_timeout)
-        try:
-            work = []
-            for tp in tables:
-                exprs, layout = ["count(*)"], []
-                for cp in tp.columns:
-                    if cp.generated:
-                        continue
-                    spec = spec_for(cp, tp)
-                    c = qi(cp.source)
-                    guard = fastpath.copy_guard(spec, census=True)
-                    exprs.append(f"sum(CASE WHEN {guard} THEN 1 ELSE 0 END)" if guard else "count(*)")
-                    layout.append((cp, "guard"))
-                    exprs.append(f"count({c})")
-                    layout.append((cp, "nonull"))
-                    if cp.kind in ("text", "json", "jsonb"):
-                        exprs.append(f"sum(CASE WHEN {fastpath.needs_escape(c)} THEN 0 ELSE 1 END)")
-                        layout.append((cp, "plain"))
-                    if cp.kind == "float":
-                        exprs.append(f"sum(CASE WHEN {fastpath.float17_exact(c)} THEN 1 ELSE 0 END)")
-                        layout.append((cp, "float17"))
-                    if cp.kind == "timestamp":  # NULLs count as spelled right: they print \N on both sides
-                        for key, n in (("ts19", 19), ("ts26", 26)):
-                            exprs.append(f"sum({c} IS NULL OR (length({c})={n} AND substr({c}, 11, 1)=' '))")
-                            layout.append((cp, key))
-                work.append((tp, exprs, layout, _key_ranges(con, tp.table, tp.rowid_name, tp.row_count, workers)))
-            if reporter:
-                reporter.log(f"counting load shapes of {name} ({len(tables)} tables)")
-            parallel = workers > 1 and sum(tp.row_count for tp in tables) >= PARALLEL_ROWS
-            if parallel:
-                with process_executor(workers) as pool:
-                    futures = [[pool.submit(census_range, str(path), tp.table, exprs, where, params, busy_timeout)
-                                for where, params in ranges] for tp, exprs, _, ranges in work]
-                    answers = [[_result(f, reporter) for f in fs] for fs in futures]
-            else:
-                answers = [[con.execute(f"SELECT {', '.join(exprs)} FROM {qi(tp.table)}").fetchone()]
-                           for tp, exprs, _, _ in work]
-            fastpath.register_functions(con)
-            for (tp, exprs, layout, _), rows in zip(work, answers):
-                row = [sum(r[k] or 0 for r in rows) for k in range(len(exprs))]
-                total = row[0]
-                specs = [spec_for(cp, tp) for cp in tp.columns if not cp.generated]
-                line, _ = fastpath.copy_line(specs)
-                n, size = con.execute(f"SELECT count(*), sum(length(CAST(line AS BLOB))) FROM (SELECT {line} AS line "
-                                      f"FROM {qi(tp.table)} LIMIT 2000)").fetchone()
-                tp.copy_bytes_per_row = round((size or 0) / n, 1) if n else 0.0
-                for (cp, key), value in zip(layout, row[1:]):
-                    cp.fast[key] = (value or 0) == total
-        finally:
-            con.close()
-
-
-def census_range(path: str, table: str, exprs: list, where: str, params: tuple, busy_timeout: float) -> tuple:
-    """The census counts of one rowid range of a table, in a worker process."""
-    con = open_source(Path(path), busy_timeout=busy_timeout)
-    try:
-        return con.execute(f"SELECT {', '.join(exprs)} FROM {qi(table)} WHERE {where}", params).fetchone()
-    finally:
-        con.close()
-
-
-def _result(future, reporter: Optional[Reporter]):
-    while True:
-        if reporter:
-            reporter.check_cancel()
-        try:
-            return future.result(timeout=0.5)
-        except concurrent.futures.TimeoutError:
-            continue
 
 
 def try_statements(plan: Plan, url: str, reporter: Optional[Reporter] = None) -> list[str]:
@@ -353,7 +195,7 @@ def prepare(sources: dict, workdir: Path, target_url: Optional[str], busy_timeou
     """Build the plan, check it against the target if given, write unified_schema.sql and plan.json."""
     catalogs, profiles, identities = read_sources(sources, busy_timeout, reporter, workdir)
     plan = build_plan(catalogs, profiles, identities, _uuid_unique_checker(sources, busy_timeout))
-    census(sources, plan, busy_timeout, reporter)
+    census(sources, plan, busy_timeout, reporter, profiles)
     notes = try_statements(plan, target_url, reporter) if target_url else []
     plan.notes.extend(notes)
     text = ddl.render_schema(plan)

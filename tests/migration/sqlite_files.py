@@ -117,3 +117,45 @@ def build_big(path: Path, rows: int = 400_000) -> Path:
     con.commit()
     con.close()
     return path
+
+
+ODD_VALUES = {
+    # one list per column, cycled through the rows: every spelling the profile tells apart
+    "ts": ["2024-01-01 10:00:00", "2024-01-01T10:00:00", "2024-01-01 10:00:00.123456", "2024-01-01 10:00:00.5",
+           "2024-01-01 10:00:00Z", "2024-01-01T10:00:00+02:00", "2024-01-01 10:00:00.123-05:00", "2024-01-01",
+           "10:30", "10:30:00.5", "garbage", 1_700_000_000, 1_700_000_000_123, 1_700_000_000_123_456, 1.7e9, None,
+           b"\x00\xff", "2024-01-01 10:00:00.1234567", "2024-01-01 10:00:0x", "2024-01-01 10:00:00 ",
+           "2024-01-01 00:00:00", "2024-01-01 10:00:00.12a456", "nul\x00"],
+    "d": ["2024-01-01", "2024-01-01 00:00:00", "2024-01-01 10:00:00", None, 20240101],
+    "tm": ["10:30:00", "10:30", "25:99", "x", None],
+    "u": ["0b7f2c1e-8a4d-4e5f-9a6b-1c2d3e4f5a6b", "c0519b2c37744ebba5d6eba33de9a43d", "not-a-uuid",
+          "0B7F2C1E-8A4D-4E5F-9A6B-1C2D3E4F5A6B", None, "0b7f2c1e-8a4d-4e5f-9a6b-1c2d3e4f5a6x"],
+    "g": [1, 2, "c0519b2c37744ebba5d6eba33de9a43d"],
+    "b": [0, 1, "true", " Yes ", 2, 1.0, None, "maybe"],
+    "b2": [0, 1, None],
+    "j": ['{"a": 1}', "[1]", "3", "nope", 5, None, 2.5],
+    "tx": ["a\tb", "a\\b", "plain", "nul\x00x", b"\\", 12, 1.5, None, '{"k": 1}', "[2]", "line\nbreak", "cr\r"],
+    "vc": ["abc", "abcdef", 123456, None],
+    "r": [0.1, 1e300, 5e-324, 0.0, -0.0, 1 / 3, 2, None, "text", 123456789.123456789, 1e-11],
+    "i": [1, -5, 2.5, 3.0, "x", 9_223_372_036_854_775_807, None, b"\x01", -9_223_372_036_854_775_808],
+    "n": [1, 2.5, "abc", None, 1e20],
+    "nodecl": [1, 2.5, "t", None, b"\x02"],
+    "must": ["a", "b\\c", "d"],
+}
+ODD_SCHEMA = """CREATE TABLE odd (id INTEGER PRIMARY KEY, ts DATETIME, d DATE, tm TIME, u UUID, g GUID, b BOOLEAN,
+    b2 BOOLEAN, j JSON, tx TEXT, vc VARCHAR(5), r REAL, i INTEGER, n DECIMAL(10,2), nodecl, must TEXT NOT NULL)"""
+
+
+def build_odd_values(path: Path, rows: int = 600) -> Path:
+    """One table whose columns cycle through odd spellings (`ODD_VALUES`) of their declared
+    types: offsets, fractions, epoch numbers, NULs, escapes, UUID spellings, boolean words,
+    inexact floats, blobs in text columns. With enough rows it is profiled in key ranges."""
+    con = sqlite3.connect(path)
+    con.execute(ODD_SCHEMA)
+    names = list(ODD_VALUES)
+    con.executemany(f"INSERT INTO odd VALUES (?, {', '.join('?' * len(names))})",
+                    ([i] + [ODD_VALUES[n][(i + k) % len(ODD_VALUES[n])] for k, n in enumerate(names)]
+                     for i in range(1, rows + 1)))
+    con.commit()
+    con.close()
+    return path

@@ -15,6 +15,7 @@ drops them at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -236,6 +237,7 @@ def main() -> None:
     ap.add_argument("--skip-pgloader", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the databases and files")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of engine and raw runs (medians are printed)")
+    ap.add_argument("--skip-job", action="store_true", help="do not time the migrate job through a Celery worker")
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="pgmigrate-bench-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -256,11 +258,13 @@ def main() -> None:
         t0 = time.perf_counter()
         schema = steps.schema({"bench": db}, url, work)
         schema_s = time.perf_counter() - t0
+        load = {"schema": os.getloadavg()[0]}
         sampler = MemorySampler(name)
         sampler.start()
         t0 = time.perf_counter()
         rep = steps.run({"bench": db}, url, work, workers=args.workers)
         run_s = time.perf_counter() - t0
+        load["run"] = os.getloadavg()[0]
         mem = sampler.stop()
         assert rep.ok and rep.totals["loaded"] == rows, rep.problems
         vsampler = MemorySampler(name)
@@ -268,6 +272,7 @@ def main() -> None:
         t0 = time.perf_counter()
         val = steps.validate({"bench": db}, url, work, workers=args.workers)
         val_s = time.perf_counter() - t0
+        load["validate"] = os.getloadavg()[0]
         vmem = vsampler.stop()
         assert val.ok, val.problems[:5]
         drop_db(name)
@@ -282,11 +287,12 @@ def main() -> None:
         t0 = time.perf_counter()
         srep = steps.run({"bench": db}, url, scratch, workers=args.workers)
         scratch_s = time.perf_counter() - t0
+        load["scratch"] = os.getloadavg()[0]
         smem = ssampler.stop()
         assert srep.totals["loaded"] == rows, srep.problems
         drop_db(name)
         created.remove(name)
-        return {"schema_s": schema_s, "run_s": run_s, "val_s": val_s, "scratch_s": scratch_s, "mem": mem,
+        return {"load": load, "schema_s": schema_s, "run_s": run_s, "val_s": val_s, "scratch_s": scratch_s, "mem": mem,
                 "vmem": vmem, "smem": smem, "cpu": sampler.cpu_seconds(), "workers": rep.workers,
                 "loader_processes": rep.totals.get("loader_processes"), "sql": Path(schema.schema_sql).read_text()}
 
@@ -296,6 +302,7 @@ def main() -> None:
         sampler = MemorySampler(name)
         sampler.start()
         out = raw_reference(db, url, schema_sql, keys_first)
+        out["load"] = os.getloadavg()[0]
         out["mem"] = sampler.stop()
         out["cpu"] = sampler.cpu_seconds()
         drop_db(name)
@@ -361,14 +368,34 @@ def main() -> None:
         schema_s = median([x["schema_s"] for x in engines])
         scratch_s = median([x["scratch_s"] for x in engines])
         private = max(v[1] for m in (e["mem"], e["vmem"], e["smem"]) for k, v in m.items() if k != "postgres backend")
-        print("figures (targets in brackets):")
-        print(f"  1. schema step {schema_s:.1f}s = {schema_s / raw_keys_s:.2f} x the raw pipe (<= 0.5)")
-        print(f"  2. run from scratch {scratch_s:.1f}s = {scratch_s / raw_keys_s:.2f} x the raw pipe (<= 1.5)")
-        print(f"  3. run with the plan made {run_s:.1f}s = {run_s / raw_keys_s:.2f} x the raw pipe (<= 0.9)"
-              + (f", {pgl_s / run_s:.1f} x faster than pgloader (>= 3)" if pgl_s else ", pgloader not compared"))
+        job = None
+        if args.skip_job:
+            print("migrate job through Celery: skipped (--skip-job)")
+        else:
+            # The Run button's path: the jobs API, a real Celery worker, the engine inside it.
+            out = subprocess.run([sys.executable, str(REPO / "bench" / "migrate_job_bench.py"), "--db", str(db), "--json"],
+                                 capture_output=True, text=True, cwd=REPO)
+            if out.returncode:
+                print(f"migrate job through Celery: failed (exit {out.returncode}): {out.stderr[-1500:]}")
+            else:
+                job = json.loads(out.stdout.strip().splitlines()[-1])
+                job["load"] = os.getloadavg()[0]
+        ld = e["load"]
+        print("figures (targets in brackets; 1-minute load average of this 2-core machine when each was measured):")
+        print(f"  1. schema step {schema_s:.1f}s = {schema_s / raw_keys_s:.2f} x the raw pipe (<= 0.5)  "
+              f"[load {ld['schema']:.1f}; raw pipe {raw_keys_s:.1f}s at load {raws[0]['load']:.1f}]")
+        print(f"  2. run from scratch {scratch_s:.1f}s = {scratch_s / raw_keys_s:.2f} x the raw pipe (<= 1.5)  "
+              f"[load {ld['scratch']:.1f}]")
+        print(f"  3. run with the plan made (pgmigrate run) {run_s:.1f}s = {run_s / raw_keys_s:.2f} x the raw pipe (<= 0.9)"
+              + (f", {pgl_s / run_s:.1f} x faster than pgloader (>= 3)" if pgl_s else ", pgloader not compared")
+              + f"  [load {ld['run']:.1f}]")
         print(f"  4. largest engine process (private resident memory) {private:.0f} MB (<= 128); "
               f"loader processes used: {e['loader_processes']}")
-        print(f"  5. validate {val_s:.1f}s = {val_s / run_s:.2f} x the load (<= 1)")
+        print(f"  5. validate {val_s:.1f}s = {val_s / run_s:.2f} x the load (<= 1)  [load {ld['validate']:.1f}]")
+        if job:
+            print(f"  job path: the migrate job (API POST, Celery worker, engine, evidence) {job['seconds']:.1f}s = "
+                  f"{job['seconds'] / run_s:.2f} x pgmigrate run; {job['loader_processes']} loader processes, "
+                  f"{job['loaded']:,} rows  [load {job['load']:.1f}]")
     finally:
         if not args.keep:
             for name in created:

@@ -9,9 +9,11 @@ are read from it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from .catalog import Table, qi
@@ -405,7 +407,33 @@ PARALLEL_ROWS = 50_000  # files with fewer rows are profiled in this process
 RANGE_ROWS = 25_000  # the shortest key range worth a task of its own
 
 
-def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float, reporter=None) -> dict:
+WARM_BYTES = 32 << 20  # sources this large start the pool before their catalogs are read
+
+
+@contextlib.contextmanager
+def early_pool(paths: list):
+    """A process pool whose workers boot while the caller reads catalogs (half a second of
+    interpreter start-up on this kind of machine), for sources big enough to be profiled in
+    parallel; None for small ones, which are profiled in the caller's process."""
+    from .workers import process_executor
+
+    workers = _workers()
+    size = sum(Path(p).stat().st_size for p in paths if Path(p).exists())
+    if workers == 1 or size < WARM_BYTES:
+        yield None
+        return
+    with process_executor(workers) as pool:
+        for _ in range(workers):
+            pool.submit(os.getpid)
+        yield pool
+
+
+def _workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float, reporter=None,
+                   pool=None) -> dict:
     """{table name: TableProfile} of `tables`, counted by SQLite in parallel.
 
     Every aggregate of the scan is a count, a sum, a min or a max, so a long table is cut into
@@ -413,9 +441,7 @@ def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float,
     of all tables, longest first, share one pool of worker processes, one per core. The pool is
     the engine's (`workers.process_executor`), so it also starts inside a Celery job.
     """
-    from .workers import process_executor
-
-    workers = max(1, min(os.cpu_count() or 1, 8))
+    workers = _workers()
     out = {t.name: TableProfile(table=t.name, columns={c.name: ColumnProfile(name=c.name) for c in t.columns})
            for t in tables}
     if workers == 1 or sum(t.row_count for t in tables) < PARALLEL_ROWS:
@@ -427,7 +453,7 @@ def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float,
             if reporter:
                 reporter.add(t.row_count, table=t.name)
         return out
-    with process_executor(workers) as pool:
+    with contextlib.nullcontext(pool) if pool is not None else _new_pool(workers) as pool:
         work = []
         for t in tables:
             for where, params, span in key_ranges(con, t.name, t.rowid_name, t.row_count, workers):
@@ -443,6 +469,12 @@ def profile_tables(con, path, tables: list, has_json: bool, busy_timeout: float,
             if reporter:
                 reporter.add(t.row_count, table=t.name)
     return out
+
+
+def _new_pool(workers: int):
+    from .workers import process_executor
+
+    return process_executor(workers)
 
 
 def key_ranges(con, table: str, rowid_name: Optional[str], rows: int, workers: int) -> list:

@@ -21,7 +21,7 @@ from .catalog import qi, read_catalog, resolve_fk_targets
 from .ddl_names import fit_name, quote_ident
 from .plan import UUID_EXTENSION, Plan, build_plan
 from .census import census
-from .profile import TableProfile, json_available, profile_tables
+from .profile import TableProfile, early_pool, json_available, profile_tables
 from .progress import Reporter
 from .reports import SchemaReport, utc_now, write_report
 from .sources import file_identity, open_source, schema_sha256
@@ -37,6 +37,11 @@ PLAN_FILE = "plan.json"
 def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter] = None,
                  workdir: Optional[Path] = None, profile: bool = True):
     """(catalogs, profiles, identities) of all sources; profiles are cached per file identity."""
+    with early_pool(list(sources.values()) if profile else []) as pool:
+        return _read_sources(sources, busy_timeout, reporter, workdir, profile, pool)
+
+
+def _read_sources(sources: dict, busy_timeout: float, reporter, workdir, profile: bool, pool):
     catalogs, profiles, identities = [], {}, {}
     for name, path in sources.items():
         path = Path(path)
@@ -59,7 +64,7 @@ def read_sources(sources: dict, busy_timeout: float, reporter: Optional[Reporter
                     profiles[(name, t.name)] = TableProfile.from_dict(cache[t.name])
                 else:
                     todo.append(t)
-            for t, prof in profile_tables(con, path, todo, has_json, busy_timeout, reporter).items():
+            for t, prof in profile_tables(con, path, todo, has_json, busy_timeout, reporter, pool).items():
                 profiles[(name, t)] = prof
             _save_profile_cache(workdir, name, ident, {t.name: profiles[(name, t.name)].to_dict() for t in cat.tables})
         finally:

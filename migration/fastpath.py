@@ -42,7 +42,7 @@ class ColumnSpec:
     params: dict = field(default_factory=dict)
     notnull: bool = False
     always_int: bool = False  # rowid alias or INTEGER column of a STRICT table
-    # Proven by the schema step's census of this very file version (see schema.census):
+    # Proven by the schema step's census of this very file version (see census.census):
     proven: bool = False  # every value passes copy_guard
     plain: bool = False  # no text value needs COPY escaping
     float17: bool = False  # SQLite's 17-digit printf is exact for every value

@@ -39,7 +39,7 @@ class ColumnPlan:
     generated: Optional[str] = None
     identity: bool = False
     reason: str = ""
-    fast: dict = field(default_factory=dict)  # census results: guard, plain, float17 (see schema.census)
+    fast: dict = field(default_factory=dict)  # census results: guard, nonull, plain, float17, ts19, ts26 (see census.census)
     decisions: dict = field(default_factory=dict)  # proposed (see decisions); the file's are the ones that count
 
 

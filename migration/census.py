@@ -54,7 +54,9 @@ def derive(spec: fastpath.ColumnSpec, declared: str, prof: ColumnProfile, rows: 
     nn = prof.non_null
     nulls_ok = prof.nulls == 0 or not spec.notnull
     out = {"nonull": prof.nulls == 0, "guard": _guard(spec, declared, prof, nn)}
-    if out["guard"] is not None:
+    if fastpath.copy_guard(spec, census=True) is None:
+        out["guard"] = True  # no guard: every row passes, NULL or not
+    elif out["guard"] is not None:
         out["guard"] = out["guard"] and nulls_ok
     if spec.kind in ("text", "json", "jsonb"):
         out["plain"] = None if prof.escapes is None else prof.escapes == 0

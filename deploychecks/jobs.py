@@ -80,13 +80,24 @@ def run_check(ctx, name, settings, extra_secrets=()):
     report = json.loads(scrub(json.dumps(report, default=str), *secrets))
     for c in report["criteria"]:
         ctx.log(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['measured']} "
-                f"(expected {c['expected']})")
-    failed = [c["name"] for c in report["criteria"] if not c["ok"]]
+                f"(expected {c['expected']})"
+                + (f" because {c['detail']}" if not c["ok"] and c.get("detail") else ""))
+    failed = [c for c in report["criteria"] if not c["ok"]]
     summary = (f"{name}: all {len(report['criteria'])} criteria passed" if report["ok"] else
                f"{name}: {len(failed)} of {len(report['criteria'])} criteria failed "
-               f"({', '.join(failed[:6])})")
+               f"({', '.join(c['name'] for c in failed[:6])})")
+    # The error names the first failure's cause (its detail), not just that it failed: "connect:
+    # server does not support SSL ..." rather than "connect: failed".
+    error = ""
+    if not report["ok"]:
+        first = failed[0] if failed else None
+        why = first and (first.get("detail") or f"measured {first.get('measured')}, expected "
+                                                f"{first.get('expected')}")
+        error = (f"{name}: {first['name']}: {why}" if first else summary)
+        if len(failed) > 1:
+            error += f" (and {len(failed) - 1} more of {len(report['criteria'])} criteria failed)"
     return JobResult(ok=report["ok"], summary=summary, report=report,
-                     figures=key_figures(report), error="" if report["ok"] else summary)
+                     figures=key_figures(report), error=error)
 
 
 def key_figures(report):

@@ -257,12 +257,15 @@ def verify_earned_evidence(runbook):
 
 
 @atomic_action
-def untick(user, state, note="", expected_version=None):
-    """Untick an item; in a signed-off phase this withdraws that sign-off and every later one."""
+def untick(user, state, note="", expected_version=None, confirm=False, reason=""):
+    """Untick an item; in a signed-off phase this withdraws that sign-off and every later one
+    (and an open go-live request), which needs `confirm` and a `reason` (refused otherwise,
+    naming what it would withdraw)."""
     runbook, state = _lock_state(state.pk)
     _check_version(state, expected_version, user, "untick")
     facts = rules.RunbookFacts.load(runbook, states=False)
     require(rules.can_untick(user, state, facts), user, "untick", **_where(state))
+    withdraws = _confirmed_withdrawal(user, state, facts, confirm, reason, "untick")
     before = _item_snapshot(state)
     state.checked, state.checked_by, state.checked_at, state.earned_by = False, None, None, ""
     state.earned_run, state.overridden, state.override_reason = None, False, ""
@@ -270,11 +273,25 @@ def untick(user, state, note="", expected_version=None):
     state.updated_at = timezone.now()
     state.save()
     note = _add_note(state, user, "untick", note)
-    audit.record("untick", actor=user, before=before, after={**_item_snapshot(state), "note": note},
-                 **_where(state))
+    audit.record("untick", actor=user, before=before,
+                 after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
     _withdraw_from(runbook, state.item.group.phase, user,
-                   f"Item unticked: {state.item.text}", facts)
+                   _withdrawal_reason(user, "unticked", state, reason), facts)
     return state
+
+
+def _confirmed_withdrawal(user, state, facts, confirm, reason, action):
+    """Refuse a change that would withdraw sign-offs unless confirmed with a reason; what the
+    audit event of a confirmed one adds (the reason, what it withdrew)."""
+    phase = facts.status(state.item.group.phase_id).phase
+    require(rules.can_withdraw(facts, phase, confirm, reason), user, action, **_where(state))
+    words = rules.withdrawal_words(facts, phase)
+    return {"reason": reason.strip(), "withdrew": words} if words else {}
+
+
+def _withdrawal_reason(user, verb, state, reason):
+    said = f": {reason.strip()}" if (reason or "").strip() else ""
+    return f"{user.get_username()} {verb} “{state.item.text}”{said}"[:500]
 
 
 @atomic_action
@@ -311,10 +328,13 @@ def mark_not_applicable(user, state, reason):
 
 
 @atomic_action
-def clear_not_applicable(user, state, note=""):
+def clear_not_applicable(user, state, note="", confirm=False, reason=""):
+    """Make an item applicable again; like an untick, in a signed-off phase it withdraws
+    sign-offs, so it needs `confirm` and a `reason` there."""
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
     require(rules.can_clear_not_applicable(user, state, facts), user, "applicable", **_where(state))
+    withdraws = _confirmed_withdrawal(user, state, facts, confirm, reason, "applicable")
     before = _item_snapshot(state)
     state.not_applicable, state.na_reason = False, ""
     state.checked_by, state.checked_at = None, None
@@ -323,24 +343,21 @@ def clear_not_applicable(user, state, note=""):
     state.save()
     note = _add_note(state, user, "applicable", note)
     audit.record("applicable", actor=user, before=before,
-                 after={**_item_snapshot(state), "note": note}, **_where(state))
+                 after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
     _withdraw_from(runbook, state.item.group.phase, user,
-                   f"Item made applicable again: {state.item.text}", facts)
+                   _withdrawal_reason(user, "made applicable again", state, reason), facts)
     return state
 
 
 def _withdraw_from(runbook, phase, user, reason, facts):
     """Withdraw the standing sign-off of `phase` (if any) and of every later gated phase, and
     void an open go-live request, each with its own audit event."""
-    if phase.kind != Phase.GATED:
-        return []
-    later = [p for p in facts.gated if p.order >= phase.order]
+    sign_offs, _ = rules.withdrawn_by_change(facts, phase)
+    by_pk = {p.pk: p for p in facts.phases}
     withdrawn = []
     now = timezone.now()
-    for p in later:
-        sign_off = facts.sign_offs.get(p.pk)
-        if sign_off is None:
-            continue
+    for sign_off in sign_offs:
+        p = by_pk[sign_off.phase_id]
         sign_off.withdrawn_at, sign_off.withdrawn_by, sign_off.withdrawn_reason = now, user, reason
         sign_off.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawn_reason"])
         audit.record("sign-off-withdrawn", actor=user, obj=sign_off, runbook=runbook, phase=p,

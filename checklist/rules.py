@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
-from .models import GoLiveApproval, GoLiveRequest, Group, ItemState, Phase, SignOff
+from .models import (GoLiveApproval, GoLiveRequest, Group, ItemState, Phase, RunbookBinding,
+                     SignOff)
 
 MEMBER, LEAD, AUDITOR, ADMIN = "member", "lead", "auditor", "admin"
 ROLES = (MEMBER, LEAD, AUDITOR, ADMIN)
@@ -26,6 +27,9 @@ class Decision:
     allowed: bool
     reason: str = ""
     status: int = 200  # the HTTP status a refusal maps to: 403 (role) or 409 (state)
+    # What the refused write would withdraw (sign-offs, a go-live request), in words, when it
+    # was refused for want of a confirmation: the page lists them beside a reason field.
+    withdraws: tuple = ()
 
     def __bool__(self):
         return self.allowed
@@ -213,31 +217,44 @@ class RunbookFacts:
     statuses: dict = field(default_factory=dict)  # phase_id -> PhaseStatus
     bound: dict = field(default_factory=dict)  # item_id -> (kind, ...) that earn it
     sources: dict = field(default_factory=dict)  # EARNED/OVERRIDDEN/BY_HAND -> ticked items
+    # Rollback-trigger items (bound to TRIGGER_KIND): ticked means the trigger fired, so they
+    # are counted apart from the work, as (fired, total).
+    triggers: tuple = (0, 0)
+    withdrawn: list = field(default_factory=list)  # withdrawn SignOffs, newest first
 
     @classmethod
     def load(cls, runbook, states=True):
         phases = list(Phase.objects.filter(template_id=runbook.template_id).order_by("order"))
         sources = dict.fromkeys(TICK_SOURCES, 0)
+        bound = bound_kinds(runbook)
+        trigger_ids = {item_id for item_id, kinds in bound.items() if TRIGGER_KIND in kinds}
         if states:
             state_list = _load_states(runbook, phases)
             counts = {}
+            fired = 0
             for st in state_list:
                 done, total = counts.get(st.item.group.phase_id, (0, 0))
                 counts[st.item.group.phase_id] = (done + st.complete, total + 1)
                 if st.checked:
                     sources[tick_source(st)] += 1
+                    fired += st.item_id in trigger_ids
         else:
             state_list = None
             counts = {}
+            fired = 0
             for row in (ItemState.objects.filter(runbook=runbook)
-                        .values("item__group__phase_id").annotate(**_COUNTS)):
+                        .values("item__group__phase_id").annotate(**_COUNTS, **_FIRED)):
                 counts[row["item__group__phase_id"]] = (row["done"], row["total"])
                 _add_sources(sources, row)
-        sign_offs = {
-            s.phase_id: s
-            for s in SignOff.objects.filter(runbook=runbook, withdrawn_at__isnull=True)
-            .select_related("lead")
-        }
+                fired += row["n_fired"]
+        sign_offs, withdrawn = {}, []
+        # Standing and withdrawn in one query: the page tells of the latest withdrawal.
+        for s in (SignOff.objects.filter(runbook=runbook).select_related("lead", "withdrawn_by")
+                  .order_by("-withdrawn_at", "-pk")):
+            if s.withdrawn_at is None:
+                sign_offs[s.phase_id] = s
+            else:
+                withdrawn.append(s)
         go_live = (
             GoLiveRequest.objects.filter(runbook=runbook, state=GoLiveRequest.OPEN)
             .select_related("requested_by")
@@ -245,7 +262,8 @@ class RunbookFacts:
         )
         approvals = list(_with_by_lead(go_live.approvals.select_related("lead"))) if go_live else []
         facts = cls(runbook, phases, state_list, sign_offs, go_live, approvals, counts,
-                    bound=bound_kinds(runbook), sources=sources)
+                    bound=bound, sources=sources, triggers=(fired, len(trigger_ids)),
+                    withdrawn=withdrawn)
         facts.statuses = _phase_statuses(facts)
         return facts
 
@@ -294,6 +312,10 @@ class RunbookFacts:
 EARNED, OVERRIDDEN, BY_HAND = "earned", "overridden", "by hand"
 TICK_SOURCES = (EARNED, OVERRIDDEN, BY_HAND)
 
+# The job kind whose items are rollback triggers: ticked when the trigger fired (a problem, not
+# progress), so they are counted apart from the work.
+TRIGGER_KIND = "rollback-triggers"
+
 # The pseudo job kind bound to "`unified_schema.sql` reviewed and approved": no job earns that
 # item, only a lead's approval of the schema file (actions.approve_schema).
 SCHEMA_APPROVAL = "schema-approval"
@@ -308,6 +330,12 @@ _COUNTS = {
     "n_earned": Count("pk", filter=_EARNED_Q),
     "n_overridden": Count("pk", filter=_OVERRIDDEN_Q),
 }
+
+
+# Rollback-trigger items that fired (ticked), counted in the same query as the rest.
+_FIRED = {"n_fired": Count("pk", filter=Exists(RunbookBinding.objects.filter(
+    runbook_id=OuterRef("runbook_id"), item_id=OuterRef("item_id"), kind=TRIGGER_KIND))
+    & Q(checked=True))}
 
 
 def _add_sources(sources, row):
@@ -575,6 +603,45 @@ def can_sign_off(user, phase, facts):
     return ALLOW
 
 
+def withdrawn_by_change(facts, phase):
+    """What a change to an item of `phase` withdraws: the standing sign-offs of that phase and
+    every later gated one, and with them the open go-live request. ([SignOff], request|None)"""
+    if phase.kind != Phase.GATED:
+        return [], None
+    later = [facts.sign_offs[p.pk] for p in facts.gated
+             if p.order >= phase.order and p.pk in facts.sign_offs]
+    return later, (facts.go_live if later else None)
+
+
+def withdrawal_words(facts, phase):
+    """withdrawn_by_change in words, one line per thing withdrawn, as the page lists them."""
+    sign_offs, go_live = withdrawn_by_change(facts, phase)
+    by_pk = {p.pk: p for p in facts.phases}
+    words = [f"the sign-off of {by_pk[s.phase_id].title} by {s.lead.get_username()}"
+             for s in sign_offs]
+    if go_live is not None:
+        approvals = len({a.lead_id for a in facts.approvals if getattr(a, "by_lead", True)})
+        authorized = approvals >= approvals_required()
+        words.append(f"the {'authorized ' if authorized else ''}go-live request by "
+                     f"{go_live.requested_by.get_username()} with its {approvals} approval(s)")
+    return words
+
+
+def can_withdraw(facts, phase, confirm, reason):
+    """A change that withdraws sign-offs (or a go-live request) needs the person's confirmation
+    and a reason; the refusal lists what would be withdrawn."""
+    words = withdrawal_words(facts, phase)
+    if not words:
+        return ALLOW
+    if not confirm:
+        return Decision(False, "This withdraws " + "; ".join(words) + ". Confirm with a reason "
+                        "to go on.", CONFLICT, withdraws=tuple(words))
+    if not (reason or "").strip():
+        return Decision(False, "Say why: this withdraws " + "; ".join(words) + ".", 400,
+                        withdraws=tuple(words))
+    return ALLOW
+
+
 def all_phases_signed_off(facts):
     return bool(facts.gated) and all(facts.status(p).state == SIGNED_OFF for p in facts.gated)
 
@@ -717,11 +784,18 @@ class StatusBlock:
     go_live_authorized: bool
     go_live_state: str
     missing: list  # what still stands between the runbook and go-live, in plain words
-    done: int
+    done: int  # every item of every phase
     total: int
     earned: int = 0
     overridden: int = 0
     by_hand: int = 0
+    # The work: items of the gated phases, what "All checks complete" speaks of.
+    work_done: int = 0
+    work_total: int = 0
+    # Rollback triggers that fired, of those bound (counted apart: a fired trigger is no progress).
+    triggers_fired: int = 0
+    triggers_total: int = 0
+    others: list = field(default_factory=list)  # PhaseStatus of the phases that are not gated
 
     @property
     def percent(self):
@@ -758,6 +832,11 @@ def status_block(facts):
     else:
         state, team = "not requested", "Pending"
     return StatusBlock(
+        work_done=sum(s.done for s in gated),
+        work_total=sum(s.total for s in gated),
+        triggers_fired=facts.triggers[0],
+        triggers_total=facts.triggers[1],
+        others=[facts.status(p) for p in facts.phases if p.kind != Phase.GATED],
         phases=gated,
         all_checks_complete=all_complete,
         ready_for_production=signed,
@@ -781,6 +860,48 @@ def current_phase(facts):
         if facts.status(p).state != SIGNED_OFF:
             return p
     return None
+
+
+def phase_in_focus(facts):
+    """The phase a runbook's page opens on: the current gated phase, or else the first open
+    phase not yet complete (None when there is nothing left to work)."""
+    current = current_phase(facts)
+    if current is not None:
+        return current
+    for p in facts.phases:
+        if facts.status(p).state == OPEN:
+            return p
+    return None
+
+
+@dataclass
+class Withdrawal:
+    """The latest change that withdrew sign-offs, while a phase it withdrew is not signed off
+    again: the page tells everyone what happened."""
+
+    at: object
+    by: str
+    reason: str
+    phases: list  # titles, in checklist order
+    go_live: bool  # an open go-live request went with them
+
+
+def last_withdrawal(facts):
+    """The Withdrawal to show on the runbook's pages, or None (a query only while there is
+    one to show)."""
+    runbook = facts.runbook
+    latest = facts.withdrawn
+    at = latest[0].withdrawn_at if latest else None
+    same = [s for s in latest if s.withdrawn_at == at]
+    if not same or all(s.phase_id in facts.sign_offs for s in same):
+        return None
+    go_live = GoLiveRequest.objects.filter(runbook=runbook, withdrawn_at=at).exists()
+    order = {p.pk: (p.order, p.title) for p in facts.phases}
+    first = same[0]
+    return Withdrawal(at, first.withdrawn_by.get_username() if first.withdrawn_by else "a job",
+                      first.withdrawn_reason,
+                      [order[s.phase_id][1] for s in sorted(same, key=lambda s: order[s.phase_id])],
+                      go_live)
 
 
 def template_of(obj):

@@ -100,7 +100,11 @@ def follow_up_options():
 # --- what notifies ----------------------------------------------------------------------------
 
 def on_audit_event(sender, instance, created, **kwargs):
-    """post_save of checklist.AuditEvent: sign-offs, go-live and failed or lost jobs notify."""
+    """post_save of checklist.AuditEvent: sign-offs, go-live and failed or lost jobs notify, and
+    so does a change that withdrew sign-offs (the leads too)."""
+    if created and instance.runbook_id is not None and (instance.after or {}).get("withdrew"):
+        notify_withdrawal(instance)
+        return
     if not created or instance.action not in AUDIT_EVENTS or instance.runbook_id is None:
         return
     runbook = Runbook.objects.filter(pk=instance.runbook_id).first()
@@ -120,6 +124,31 @@ def on_audit_event(sender, instance, created, **kwargs):
              {"audit_seq": instance.seq, "actor": instance.actor_label, **{
                  k: after[k] for k in ("kind", "error", "summary", "phase", "approvals")
                  if k in after}})
+
+
+def notify_withdrawal(event):
+    """Someone confirmed a change (an untick) that withdrew sign-offs or a go-live request: tell
+    the runbook's recipients and every lead, with the reason they gave."""
+    from django.contrib.auth.models import User
+
+    from checklist.models import Runbook
+
+    runbook = Runbook.objects.filter(pk=event.runbook_id).first()
+    if runbook is None:
+        return []
+    after = event.after or {}
+    text = (f"{event.actor_label} {'unticked' if event.action == 'untick' else 'changed'} "
+            f"“{event.item.text if event.item_id else '?'}”, which withdrew "
+            + "; ".join(after["withdrew"]) + f".\n\nReason: {after.get('reason') or '(none)'}")
+    subject = f"{runbook.name}: sign-off withdrawn"
+    data = {"audit_seq": event.seq, "actor": event.actor_label, "withdrew": after["withdrew"],
+            "reason": after.get("reason", "")}
+    rows = dispatch("sign-off-withdrawn", runbook, subject, text, data)
+    leads = sorted({u.email for u in User.objects.filter(groups__name="lead", is_active=True)
+                    if u.email})
+    if leads:
+        rows += dispatch("sign-off-withdrawn", runbook, subject, text, data, emails=leads)
+    return rows
 
 
 def notify_firing(firing):

@@ -70,7 +70,11 @@ def test_withdrawing_a_sign_off_voids_the_go_live_authorization(signed, users):
     actions.request_go_live(users["lead"], signed)
     actions.approve_go_live(users["lead2"], signed)
     assert block(signed).go_live_authorized
-    actions.untick(users["member"], hand_states(signed, gated(signed)[3])[0])
+    with pytest.raises(actions.Refused) as refused:
+        actions.untick(users["member"], hand_states(signed, gated(signed)[3])[0])
+    assert refused.value.decision.withdraws[-1].startswith("the authorized go-live request by lead")
+    actions.untick(users["member"], hand_states(signed, gated(signed)[3])[0], confirm=True,
+                   reason="smoke test failed")
     b = block(signed)
     assert not b.go_live_authorized and b.go_live_state == "not requested"
 

@@ -1,16 +1,24 @@
 """Building the runbook's pages: what each item row, heading and status block shows, gathered in a
 fixed number of queries and rendered from partials (cached per row where nothing changed).
 
-Views call `runbook_context` / `item_write_context` and render; the live stream calls the
-`render_*` functions to send only what changed. Each piece carries a stable DOM id, so a delta
-replaces it by id (htmx out-of-band swap, `oob=True` adds `hx-swap-oob="true"`):
+The runbook page is built around now: the phase in focus (rules.phase_in_focus) comes first and
+open with its items; every other phase is its head (state, counts, lock reason, sign-off) and a
+collapsed item list that loads when opened (`phase_context`, GET phase-items). Each job bound to
+a phase's items has one panel in that phase (`job-<phase_id>-<kind slug>`); the rows link to it.
 
-    item-<state_id>        one item row (<li>), `render_rows(user, runbook, state_ids)`
+Views call the `*_context` functions and render; the live stream calls the `render_*` functions
+to send only what changed. Each piece carries a stable DOM id, so a delta replaces it by id
+(htmx out-of-band swap; `oob=True` adds `hx-swap-oob="true"`):
+
+    item-<state_id>        one item row (<li>), `render_rows(user, runbook, state_ids)`; absent
+                           from the page while its phase is collapsed and not loaded (htmx then
+                           ignores the swap)
     group-h-<group_id>     a group's heading and count   } `render_heads(user, runbook, state_ids)`
     phase-head-<phase_id>  a phase's heading, count,     }  (the heads above those items)
                            lock reason and sign-off form }
     phase-<phase_id>       the whole phase section (rows included); never swapped by a delta
     status-block           the completion and go-live block, `render_status(user, runbook)`
+    withdrawal-banner      the latest withdrawal of sign-offs (in the body; rules.last_withdrawal)
     runbook-body           the whole body (`runbook_context` + _runbook_body.html): only for a
                            page too far behind for deltas
 
@@ -19,7 +27,8 @@ one out-of-band answer. What a row shows depends on the viewer only through `vie
 two users with the same key get the same bytes, so a stream may render once per key.
 
 Decisions come from checklist/rules.py (`rules.item_choices`, `rules.can_approve_schema_file`,
-`rules.can_sign_off`, ...); this module only gathers them and hands them to the templates.
+`rules.can_sign_off`, `rules.phase_in_focus`, ...); this module only gathers them and hands them
+to the templates.
 """
 import hashlib
 
@@ -29,6 +38,7 @@ from django.db.models.functions import RowNumber
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.safestring import mark_safe
 
 from . import jobs, rules
@@ -41,6 +51,7 @@ ROW_CACHE_SECONDS = 3600
 # item URL once with a placeholder id and substitute the real ids.
 _PLACEHOLDER = "2147483647"
 _ITEM_URLS = {"tick": "item-tick", "untick": "item-untick", "note": "item-note",
+              "forms": "item-forms",
               "override": "item-override",
               "not_applicable": "item-not-applicable", "applicable": "item-applicable",
               "detail": "item-detail"}
@@ -129,7 +140,10 @@ class _Rows:
         st.may = rules.item_choices(self.user, st, self.facts)
         kinds = self.bindings.get(st.item_id, ())
         # The schema-approval "kind" is no job: its item shows the approval panel instead.
+        phase_id = st.item.group.phase_id
+        st.locked = self.facts.status(phase_id).state == rules.LOCKED
         st.jobs = [{"kind": jobs.kind_shown(k), "name": k, "run": runs.get(k),
+                    "anchor": f"job-{phase_id}-{slugify(k)}",
                     "may_run": st.may.change,
                     "may_cancel": runs.get(k) is not None and bool(
                         rules.can_cancel_run(self.user, runs[k]))}
@@ -153,11 +167,11 @@ def _row_key(st, oob):
     shown = (
         st.pk, st.item.text, st.checked, st.checked_by.get_username() if st.checked_by else "",
         st.checked_at, st.not_applicable, st.na_reason, st.earned_by, st.overridden,
-        st.override_reason, st.version, tuple(vars(st.may).items()), st.note_count,
+        st.override_reason, st.version, tuple(vars(st.may).items()), st.locked, st.note_count,
         (note.pk, note.text, note.action, note.created_at,
          note.author.get_username() if note.author else "") if note else None,
-        [(job["name"], job["kind"].title, job["kind"].params, job["may_run"], job["may_cancel"],
-          _run_shown(job["run"]))
+        [(job["name"], job["anchor"], job["kind"].title,
+          (job["run"].pk, job["run"].state) if job["run"] else None)
          for job in st.jobs],
         _schema_shown(st.schema),
         timezone.get_current_timezone_name(), oob,
@@ -173,24 +187,14 @@ def _schema_shown(panel):
             panel["may_approve"])
 
 
-def _run_shown(run):
-    if run is None:
-        return None
-    # An ended run no longer changes, so its log's length stands for its log.
-    return (run.pk, run.state, run.percent, run.step, run.rows, run.eta_seconds, run.error,
-            len(run.log), run.created_at, run.started_by.get_username() if run.started_by else "")
-
-
 def _prerender_rows(runbook, states, oob=False):
-    """Set `st.html` on each row whose job is not running, from the cache or rendered once and
-    cached.
+    """Set `st.html` on each row, from the cache or rendered once and cached.
 
-    Rendering 136 rows was most of the page's cost, and most rows do not change between two
-    loads of the page. A row with an active run is rendered with the page: it polls its run and
-    carries the session's CSRF token in its Cancel form."""
+    Rendering the rows was most of the page's cost, and most rows do not change between two
+    loads of the page. A row names its jobs and their state; the run panels with their progress
+    and Cancel form are the phase's (_job.html), rendered with the page."""
     cache = caches[ROW_CACHE]
-    keyed = {_row_key(st, oob): st for st in states
-             if not any(job["run"] is not None and job["run"].active for job in st.jobs)}
+    keyed = {_row_key(st, oob): st for st in states}
     found = cache.get_many(list(keyed))
     missing = {}
     for key, st in keyed.items():
@@ -223,34 +227,95 @@ def _runbook_flags(user, facts):
     }
 
 
-def runbook_context(user, runbook):
-    """Everything the runbook page and its partials show, in a fixed number of queries."""
-    facts = rules.RunbookFacts.load(runbook)
-    _Rows(user, runbook, facts).decorate(facts.states)
-    by_group = {}
-    for st in facts.states:
-        by_group.setdefault(st.item.group.phase_id, {}).setdefault(
-            st.item.group_id, (st.item.group, []))[1].append(st)
-    _prerender_rows(runbook, facts.states)
+def _fill_phase(runbook, status, states, rows):
+    """Give a phase's status what its item list shows: its groups with their rows (rendered or
+    from the cache) and each job bound to its items, once."""
+    rows.decorate(states)
+    _prerender_rows(runbook, states)
+    groups = {}
+    for st in states:
+        groups.setdefault(st.item.group_id, (st.item.group, []))[1].append(st)
+    status.group_list = [_group(g, members) for g, members in groups.values()]
+    jobs_shown = {}
+    for st in states:
+        for job in st.jobs:
+            shown = jobs_shown.setdefault(job["name"], {**job, "items": []})
+            shown["items"].append(st)
+            # Runnable when any of its items here may be worked.
+            shown["may_run"] = shown["may_run"] or job["may_run"]
+    status.jobs = list(jobs_shown.values())
+    status.filled = True
+    return status
+
+
+def _phase_statuses(user, facts, focus):
     phases = []
     for phase in facts.phases:
         status = facts.status(phase)
-        status.group_list = [_group(g, states)
-                             for g, states in by_group.get(phase.pk, {}).values()]
         status.may_sign_off = bool(rules.can_sign_off(user, phase, facts))
+        status.expanded = focus is not None and phase.pk == focus.pk
+        status.filled = False
         phases.append(status)
-    contacts = list(runbook.contact_values.select_related("field", "updated_by")
-                    .order_by("field__order"))
+    return phases
+
+
+def runbook_context(user, runbook):
+    """Everything the runbook page shows, in a fixed number of queries: the phase in focus
+    first, open, with its items; the other phases collapsed to their heads (their items load
+    when opened, `phase_context`)."""
+    facts = rules.RunbookFacts.load(runbook)
+    focus = rules.phase_in_focus(facts)
+    phases = _phase_statuses(user, facts, focus)
+    rows = _Rows(user, runbook, facts)
+    for status in phases:
+        if status.expanded:
+            _fill_phase(runbook, status, [st for st in facts.states
+                                          if st.item.group.phase_id == status.phase.pk], rows)
     return {
         "runbook": runbook,
         "facts": facts,
-        "phases": phases,
+        "nav": phases,
+        "phases": sorted(phases, key=lambda s: not s.expanded),
         # Not "block": inside {% block %} that name is the template block itself.
         "summary": rules.status_block(facts),
-        "contacts": contacts,
+        "contacts": _contacts(runbook),
+        "withdrawal": rules.last_withdrawal(facts),
         **_runbook_flags(user, facts),
         "in_runbook": True,
     }
+
+
+def phase_context(user, runbook, phase_id):
+    """One phase's item list (groups, rows, its jobs), for a collapsed phase being opened."""
+    facts = rules.RunbookFacts.load(runbook)
+    status = facts.status(phase_id)
+    status.may_sign_off = bool(rules.can_sign_off(user, status.phase, facts))
+    _fill_phase(runbook, status, [st for st in facts.states
+                                  if st.item.group.phase_id == status.phase.pk],
+                _Rows(user, runbook, facts))
+    return {"runbook": runbook, "ps": status, "in_runbook": True}
+
+
+def go_live_context(user, runbook):
+    """The go-live page: the status block, what is missing, the approvals (no item rows)."""
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    return {
+        "runbook": runbook,
+        "facts": facts,
+        "summary": rules.status_block(facts),
+        "withdrawal": rules.last_withdrawal(facts),
+        **_runbook_flags(user, facts),
+    }
+
+
+def contacts_context(user, runbook):
+    return {"runbook": runbook, "contacts": _contacts(runbook),
+            "may_edit_contacts": bool(rules.can_edit_contacts(user))}
+
+
+def _contacts(runbook):
+    return list(runbook.contact_values.select_related("field", "updated_by")
+                .order_by("field__order"))
 
 
 def _pieces(user, runbook, state_ids):
@@ -295,6 +360,12 @@ def item_write_context(user, runbook, state_id):
     }
 
 
+def item_forms_context(user, runbook, state_id):
+    """The row's less frequent forms (not applicable, a lead's override), asked for on click."""
+    _, states, _, _ = _pieces(user, runbook, [state_id])
+    return {"runbook": runbook, "st": states[0]} if states else None
+
+
 # --- Pieces for live deltas -------------------------------------------------------------------
 
 
@@ -307,14 +378,7 @@ def render_rows(user, runbook, state_ids, oob=False):
 
 def _rows_html(runbook, states, oob):
     _prerender_rows(runbook, states, oob)
-    out = {}
-    for st in states:
-        html = getattr(st, "html", None)
-        if html is None:  # a running job's row: not cached
-            html = render_to_string("checklist/_item.html", {
-                "st": st, "runbook": runbook, "in_runbook": True, "row_oob": oob})
-        out[st.pk] = html
-    return out
+    return {st.pk: st.html for st in states}
 
 
 def _heads_html(user, runbook, groups, phases, oob):

@@ -5,6 +5,7 @@ event), and renders a partial for htmx or the page otherwise. Refusals come back
 with the status the rule chose (403 for a role, 409 for the state of the runbook).
 """
 from functools import wraps
+from urllib.parse import quote
 
 from django.contrib.auth.views import redirect_to_login
 from django.contrib import messages
@@ -44,17 +45,26 @@ def lockout(request, original_response=None, credentials=None):
                   {"locked_out": True, "cool_off_minutes": minutes, "next": ""}, status=429)
 
 
-def _refused(request, refused):
+# The refusal's text, percent-encoded (headers are ASCII): app.js shows it in the message area
+# and next to what was clicked.
+MESSAGE_TEXT_HEADER = "X-Mingus-Message-Text"
+
+
+def _refused(request, refused, confirm=None):
+    """The refusal as a message; `confirm` ({"url", "version", "label"}) adds the form that
+    repeats the write confirmed, with a reason, when the refusal lists what it would withdraw."""
+    context = {"message": str(refused), "withdraws": refused.decision.withdraws,
+               "confirm": confirm if refused.decision.withdraws else None}
     if request.htmx:
-        response = render(request, "checklist/_refused.html", {"message": str(refused)},
-                          status=refused.status)
-        # The message goes to the page's message area, whatever the request was aimed at.
+        response = render(request, "checklist/_refused.html", context, status=refused.status)
+        # Without app.js the message goes to the page's message area, whatever the request was
+        # aimed at; app.js also puts it next to what was clicked.
         response["HX-Retarget"] = "#messages"
-        response["HX-Reswap"] = "innerHTML"
+        response["HX-Reswap"] = "afterbegin"
         response[MESSAGE_HEADER] = "refused"
+        response[MESSAGE_TEXT_HEADER] = quote(str(refused))
         return response
-    return render(request, "checklist/refused.html", {"message": str(refused)},
-                  status=refused.status)
+    return render(request, "checklist/refused.html", context, status=refused.status)
 
 
 def reader_required(view):
@@ -131,7 +141,7 @@ def runbook_page(request, runbook_id):
     return render(request, "checklist/runbook.html", pages.runbook_context(request.user, runbook))
 
 
-def _item_action(request, runbook_id, state_id, act, may_withdraw=False):
+def _item_action(request, runbook_id, state_id, act, may_withdraw=False, confirm_label=""):
     """Run an item action; answer htmx with the item row and out-of-band swaps of what it changed
     (its group and phase headings, the status block), or with the whole body when the write
     withdrew sign-offs (later phases lock again)."""
@@ -147,12 +157,18 @@ def _item_action(request, runbook_id, state_id, act, may_withdraw=False):
     try:
         act(state)
     except actions.Refused as refused:
+        if refused.decision.withdraws:
+            return _refused(request, refused, confirm={
+                "url": request.path, "version": request.POST.get("version", ""), "state": state,
+                "label": confirm_label})
         if request.htmx and refused.status == 409:
             # Show the latest state of the runbook with the message, not a stale row.
             runbook.refresh_from_db()
             context = pages.runbook_context(request.user, runbook)
             context["message"] = str(refused)
-            return _whole_body(request, context, status=409, message="conflict")
+            response = _whole_body(request, context, status=409, message="conflict")
+            response[MESSAGE_TEXT_HEADER] = quote(str(refused))
+            return response
         return _refused(request, refused)
     if not request.htmx:
         return redirect("runbook", runbook.pk)
@@ -191,12 +207,17 @@ def item_tick(request, runbook_id, state_id):
         request.user, st, request.POST.get("note", ""), request.POST.get("version") or None))
 
 
+def _confirmation(request):
+    return {"confirm": request.POST.get("confirm") == "yes",
+            "reason": request.POST.get("reason", "")[:500]}
+
+
 @require_POST
 @reader_required
 def item_untick(request, runbook_id, state_id):
     return _item_action(request, runbook_id, state_id, lambda st: actions.untick(
-        request.user, st, request.POST.get("note", ""), request.POST.get("version") or None),
-        may_withdraw=True)
+        request.user, st, request.POST.get("note", ""), request.POST.get("version") or None,
+        **_confirmation(request)), may_withdraw=True, confirm_label="Untick and withdraw")
 
 
 @require_POST
@@ -225,7 +246,8 @@ def item_not_applicable(request, runbook_id, state_id):
 @reader_required
 def item_applicable(request, runbook_id, state_id):
     return _item_action(request, runbook_id, state_id, lambda st: actions.clear_not_applicable(
-        request.user, st, request.POST.get("note", "")), may_withdraw=True)
+        request.user, st, request.POST.get("note", ""), **_confirmation(request)),
+        may_withdraw=True, confirm_label="Make applicable and withdraw")
 
 
 @require_POST
@@ -244,7 +266,7 @@ def phase_sign_off(request, runbook_id, phase_id):
 @reader_required
 def go_live_page(request, runbook_id):
     runbook = _runbook(runbook_id)
-    return render(request, "checklist/go_live.html", pages.runbook_context(request.user, runbook))
+    return render(request, "checklist/go_live.html", pages.go_live_context(request.user, runbook))
 
 
 @require_POST
@@ -271,7 +293,8 @@ def go_live_approve(request, runbook_id):
 
 def _go_live_after(request, runbook):
     if request.htmx:
-        return render(request, "checklist/_go_live_body.html", pages.runbook_context(request.user, runbook))
+        return render(request, "checklist/_go_live_body.html",
+                      pages.go_live_context(request.user, runbook))
     return redirect("go-live", runbook.pk)
 
 
@@ -285,8 +308,30 @@ def contact_edit(request, runbook_id, field_id):
     except actions.Refused as refused:
         return _refused(request, refused)
     if request.htmx:
-        return render(request, "checklist/_contacts.html", pages.runbook_context(request.user, runbook))
+        return render(request, "checklist/_contacts.html",
+                      pages.contacts_context(request.user, runbook))
     return redirect("runbook", runbook.pk)
+
+
+@require_GET
+@reader_required
+def phase_items(request, runbook_id, phase_id):
+    """A collapsed phase's items, loaded when someone opens it."""
+    runbook = _runbook(runbook_id)
+    phase = get_object_or_404(Phase, pk=phase_id, template_id=runbook.template_id)
+    return render(request, "checklist/_phase_items.html",
+                  pages.phase_context(request.user, runbook, phase.pk))
+
+
+@require_GET
+@reader_required
+def item_forms(request, runbook_id, state_id):
+    """A row's rarer forms (not applicable, override), shown when asked for."""
+    runbook = _runbook(runbook_id)
+    context = pages.item_forms_context(request.user, runbook, state_id)
+    if context is None:
+        return HttpResponse("No such item in this runbook.", status=404, content_type="text/plain")
+    return render(request, "checklist/_item_forms.html", context)
 
 
 @require_GET

@@ -46,7 +46,8 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
     expect(item(page, second)).to_contain_text("Done")
     assert ItemState.objects.get(pk=second.pk).checked
     # The write answered with the row; the headings and the status block came out of band.
-    expect(page.locator("#status-block")).to_contain_text("2 / 136")
+    work = sum(len(states_of(runbook, p)) for p in gated(runbook))
+    expect(page.locator("#status-block")).to_contain_text(f"2 / {work}")
     expect(page.locator(f"#phase-head-{first.item.group.phase_id} .count")).to_have_text(
         f"2 / {len(states_of(runbook, gated(runbook)[0]))}")
 
@@ -63,9 +64,10 @@ def test_member_ticks_and_a_locked_phase_refuses(new_page, users, runbook):
     tick_button = page.get_by_role("button", name=f"Tick: {target.item.text}")
     expect(tick_button).to_be_visible()
     wait_for_poll(page)
-    actions.untick(users["lead"], ItemState.objects.get(pk=first.pk))
+    actions.untick(users["lead"], ItemState.objects.get(pk=first.pk), confirm=True,
+                   reason="re-check the backup")
     tick_button.click()
-    expect(page.locator(".notice.refused")).to_contain_text(
+    expect(page.locator("#messages .notice.refused")).to_contain_text(
         "Migration opens when Pre-Deployment is complete and signed off.")
     assert not ItemState.objects.get(pk=target.pk).checked
 
@@ -92,7 +94,7 @@ def test_lead_signs_off_a_complete_phase(new_page, users, runbook):
     expect(phase).to_contain_text("Signed off by lead")
     expect(phase).to_contain_text("all backups verified")
     migration = gated(runbook)[1]
-    expect(page.locator(f"#phase-{migration.pk} .badge")).to_have_text("Open")
+    expect(page.locator(f"#phase-head-{migration.pk} .badge")).to_have_text("Open")
     expect(page.get_by_label("Sign-off comment")).to_have_count(0)
 
 
@@ -153,7 +155,8 @@ def test_auditor_reads_and_exports_but_cannot_write(new_page, users, runbook, tm
     actions.tick(users["member"], hand_states(runbook, gated(runbook)[0])[0], note="done by hand")
     page = log_in(new_page(), "auditor")
     page.goto(runbook_url(runbook))
-    expect(page.locator("#status-block")).to_contain_text("1 / 136")
+    work = sum(len(states_of(runbook, p)) for p in gated(runbook))
+    expect(page.locator("#status-block")).to_contain_text(f"1 / {work}")
     expect(page.locator("main [hx-post], main form[method=post]")).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("^(Tick|Sign off|Run)"))).to_have_count(0)
 
@@ -219,12 +222,16 @@ def test_a_jobs_progress_appears_in_the_page(new_page, users, runbook, worker):
     page = log_in(new_page(), "member")
     page.goto(runbook_url(runbook))
     page.get_by_role("button", name="Run: Run init-db").click()
-    panel = item(page, state).locator(".run-panel")
+    # The item names its job and links to the job's one panel in the phase.
+    job_link = item(page, state).locator("a.job-link")
+    expect(job_link).to_have_text("Job: Run init-db")
+    panel = page.locator(f"{job_link.get_attribute('href')} .run-panel")
     expect(panel).to_have_attribute("aria-live", "polite")
     expect(panel.locator("progress")).to_be_visible()
     expect(panel.locator(".badge")).to_have_text(re.compile("Queued|Running"))
     expect(panel).to_contain_text("creating table", timeout=20_000)
     expect(item(page, state)).to_contain_text("Done", timeout=30_000)
-    expect(item(page, state).locator(".run-panel .badge")).to_have_text("Succeeded")
+    expect(panel.locator(".badge")).to_have_text("Succeeded")
+    expect(item(page, state).locator(".job-links .badge")).to_have_text("Succeeded")
     run = TaskRun.objects.get(runbook=runbook, kind="command:init-db")
     assert run.state == TaskRun.SUCCEEDED

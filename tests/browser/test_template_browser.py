@@ -31,7 +31,7 @@ def test_a_lead_binds_an_imported_item_to_backup_and_a_run_earns_it(new_page, us
     expect(lead.locator("#template-phases")).to_contain_text("Not gated (rollback plan)")
     template = ChecklistTemplate.objects.get()
 
-    lead.get_by_role("button", name=f"Bind {ITEM} to backup").click()
+    lead.get_by_role("button", name=f"Bind to backup? ({ITEM})").click()
     row = lead.locator(f"#titem-{template.phases.get(order=0).groups.get(title='Infrastructure').items.get(text=ITEM).pk}")
     expect(row).to_contain_text("⚙ backup")
     binding = JobBinding.objects.get()
@@ -51,7 +51,9 @@ def test_a_lead_binds_an_imported_item_to_backup_and_a_run_earns_it(new_page, us
     member.goto(f"/runbooks/{runbook.pk}/")
     state = ItemState.objects.get(runbook=runbook, item__text=ITEM)
     row = member.locator(f"#item-{state.pk}")
-    row.get_by_role("button", name=re.compile(r"^Run: Back up")).click()
+    # The item names its job and links to the job's panel in the phase, where it is run.
+    job = member.locator(row.locator("a.job-link").get_attribute("href"))
+    job.get_by_role("button", name=re.compile(r"^Run: Back up")).click()
     expect(row.locator(".tick-earned")).to_have_text("Earned", timeout=60_000)
 
     state.refresh_from_db()

@@ -38,7 +38,8 @@ def test_render_deltas_carries_rows_heads_and_status_never_the_body(users, runbo
     # Only the one row: no other item of the runbook.
     assert html.count('id="item-') == 1
     assert html.count('hx-swap-oob="true"') == 4
-    assert "Overall: <strong>1 / 136</strong>" in pages.render_status(users["lead"], runbook)
+    work = sum(len(states_of(runbook, p)) for p in gated(runbook))
+    assert f"Work: <strong>1 / {work}</strong>" in pages.render_status(users["lead"], runbook)
 
 
 def test_rows_of_a_locked_phase_offer_no_controls(users, runbook):

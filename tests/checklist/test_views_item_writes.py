@@ -40,7 +40,8 @@ def test_tick_answers_with_the_row_and_out_of_band_swaps(client, users, runbook)
     assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in body
     assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in body
     assert 'id="status-block" aria-labelledby="status-h" hx-swap-oob="true"' in body
-    assert "Overall: <strong>1 / 136</strong>" in body
+    work = sum(len(states_of(runbook, p)) for p in gated(runbook))
+    assert f"Work: <strong>1 / {work}</strong>" in body
     assert len(body) < 10_000, len(body)
 
 
@@ -77,14 +78,24 @@ def test_last_tick_of_a_phase_offers_the_lead_its_sign_off(client, users, runboo
 def test_untick_that_withdraws_a_sign_off_answers_with_the_whole_body(client, users, runbook):
     sign_off_through(runbook, 1, users["member"], users["lead"])
     st = ItemState.objects.get(pk=hand_states(runbook, gated(runbook)[0])[0].pk)
-    response = login(client, users["member"]).post(
-        reverse("item-untick", args=[runbook.pk, st.pk]), {"rev": rev(runbook)}, **HX)
+    url = reverse("item-untick", args=[runbook.pk, st.pk])
+    # First it asks: what would be withdrawn, and a reason.
+    response = login(client, users["member"]).post(url, {"rev": rev(runbook), "version": str(st.version)}, **HX)
+    assert response.status_code == 409 and response["X-Mingus-Message"] == "refused"
+    body = response.content.decode()
+    assert "the sign-off of Pre-Deployment Phase by lead" in body
+    assert 'name="confirm" value="yes"' in body and 'name="reason" required' in body
+    assert ItemState.objects.get(pk=st.pk).checked
+    response = client.post(url, {"rev": rev(runbook), "version": str(st.version), "confirm": "yes",
+                                 "reason": "backup was corrupt"}, **HX)
     assert response.status_code == 200
     assert response["HX-Retarget"] == "#runbook-body"
     assert response["HX-Reswap"] == "outerHTML"
     body = response.content.decode()
-    assert body.count('id="item-') == 136
+    # The whole body, built around now: Pre-Deployment open with its items again.
+    assert body.count('id="item-') == len(states_of(runbook, gated(runbook)[0]))
     assert "Migration opens when Pre-Deployment is complete and signed off." in body
+    assert 'id="withdrawal-banner"' in body and "backup was corrupt" in body
 
 
 def test_untick_without_a_sign_off_answers_with_the_row(client, users, runbook):

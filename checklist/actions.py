@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from migration.redact import redact_url
 
-from . import audit, digests, jobs, rules
+from . import audit, digests, item_keys, jobs, rules
 from .importer import ChecklistParseError, parse_checklist
 from .replay import item_snapshot
 from .rules import Refused  # noqa: F401  (callers catch actions.Refused)
@@ -296,6 +296,7 @@ def _withdrawal_reason(user, verb, state, reason):
 
 @atomic_action
 def add_note(user, state, text):
+    """Add a note to an item (audited `note`); the item's state does not change."""
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
     require(rules.can_change_item(user, state, facts), user, "note", **_where(state))
@@ -308,6 +309,8 @@ def add_note(user, state, text):
 
 @atomic_action
 def mark_not_applicable(user, state, reason):
+    """Mark an item not applicable, saying why; in a signed-off phase this withdraws that
+    sign-off and every later one."""
     runbook, state = _lock_state(state.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
     require(rules.can_mark_not_applicable(user, state, facts), user, "not-applicable", **_where(state))
@@ -390,6 +393,7 @@ def sign_off(user, runbook, phase, comment=""):
 
 @atomic_action
 def request_go_live(user, runbook, comment=""):
+    """A lead requests go-live once every gated phase is signed off; approvals follow."""
     runbook = lock_runbook(runbook.pk)
     facts = rules.RunbookFacts.load(runbook, states=False)
     require(rules.can_request_go_live(user, facts), user, "go-live-request", obj=runbook,
@@ -423,6 +427,7 @@ def approve_go_live(user, runbook, comment=""):
 
 @atomic_action
 def set_contact(user, runbook, field, value):
+    """A lead fills in one of the runbook's emergency contact fields (audited `contact`)."""
     runbook = lock_runbook(runbook.pk)
     require(rules.can_edit_contacts(user), user, "contact", obj=field, runbook=runbook)
     contact, _ = ContactValue.objects.select_for_update().get_or_create(runbook=runbook, field=field)
@@ -501,10 +506,27 @@ def set_phase_gating(user, phase, kind):
     phase.kind = kind
     phase.gating_reason = f"set by {user.get_username()}, a lead"
     phase.save(update_fields=["kind", "gating_reason"])
+    item_keys.settle_openers(template)
     audit.record("phase-gating", actor=user, before=before,
                  after={"phase": phase.title, "template": str(template), "kind": kind,
                         "gating_reason": phase.gating_reason}, **where)
     return phase
+
+
+@atomic_action
+def set_item_key(user, item, key):
+    """A lead gives an item of a template version its stable key (a slug, unique within the
+    version; '' for none), until the first runbook starts on the version: bindings files, job
+    handlers, success criteria and triggers find items by key. Audited as `item-key`."""
+    item = Item.objects.select_related("group__phase").get(pk=item.pk)
+    template = ChecklistTemplate.objects.select_for_update().get(pk=item.group.phase.template_id)
+    require(rules.can_change_item_key(user, template, item, key), user, "item-key", obj=item)
+    before = {"key": item.key}
+    item.key = key
+    item.save(update_fields=["key"])
+    audit.record("item-key", actor=user, obj=item, before=before,
+                 after={"template": str(template), "item": item.text, "key": key})
+    return item
 
 
 @atomic_action
@@ -586,10 +608,13 @@ def import_template(text, name=None, user=None):
                       placeholder=c.placeholder) for n, c in enumerate(parsed.contacts)]
     )
 
+    item_keys.settle_openers(template)
+    keyed = item_keys.assign_known_keys(template)
     bound = jobs.bind_known_template(template)
     audit.record("template-import", actor=user, obj=template,
                  after={"name": name, "version": template.version, "sha256": sha,
-                        "phases": len(parsed.phases), "items": len(items), "job_bindings": bound})
+                        "phases": len(parsed.phases), "items": len(items), "job_bindings": bound,
+                        "item_keys": keyed})
     return template, True
 
 

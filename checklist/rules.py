@@ -24,6 +24,9 @@ FORBIDDEN, CONFLICT = 403, 409
 
 @dataclass(frozen=True)
 class Decision:
+    """A rule's answer: allowed or not, why not (words a page can show) and the HTTP status a
+    refusal maps to. Truthy when allowed."""
+
     allowed: bool
     reason: str = ""
     status: int = 200  # the HTTP status a refusal maps to: 403 (role) or 409 (state)
@@ -44,6 +47,7 @@ class Refused(Exception):
 
     @property
     def status(self):
+        """The HTTP status of the refusal: 400, 403 or 409."""
         return self.decision.status
 
 
@@ -104,6 +108,7 @@ def _with_by_lead(approvals):
 
 
 def can_lead(user):
+    """Leads and admins may do what a lead does (approvals are narrower: is_lead)."""
     if roles(user) & {LEAD, ADMIN}:
         return ALLOW
     return _forbid("Only a lead can do this.")
@@ -117,6 +122,7 @@ def can_view_history(user):
 
 
 def can_start_runbook(user):
+    """Starting a runbook on a checklist version is a lead's decision."""
     return can_lead(user)
 
 
@@ -135,6 +141,28 @@ def can_change_gating(user, template):
     if started is not None:
         return _conflict(f"Gating of {template} is fixed: runbook '{started.name}' has started on "
                          "it. Import a new version to change it.")
+    return ALLOW
+
+
+def can_change_item_key(user, template, item, key):
+    """A lead gives an item its stable key until the first runbook starts on its version (a
+    running runbook's jobs find their items by key); the key is a slug unique in the version."""
+    from .item_keys import key_problem
+    from .models import Item
+
+    decision = can_lead(user)
+    if not decision:
+        return decision
+    started = template.runbooks.order_by("pk").first()
+    if started is not None:
+        return _conflict(f"Item keys of {template} are fixed: runbook '{started.name}' has "
+                         "started on it. Import a new version to change them.")
+    problem = key_problem(key)
+    if problem:
+        return Decision(False, problem, 400)
+    if key and Item.objects.filter(group__phase__template=template, key=key).exclude(
+            pk=item.pk).exists():
+        return _conflict(f"key: '{key}' is already the key of another item of {template}.")
     return ALLOW
 
 
@@ -181,6 +209,9 @@ def runbook_name_problem(name):
 
 @dataclass
 class PhaseStatus:
+    """One phase of one runbook as the rules see it: its state, why it is locked, its
+    progress and its sign-off."""
+
     phase: Phase
     state: str
     reason: str  # why it is locked, empty otherwise
@@ -190,10 +221,12 @@ class PhaseStatus:
 
     @property
     def percent(self):
+        """Done of total as a whole percent (100 when there is nothing to do)."""
         return round(100 * self.done / self.total) if self.total else 100
 
     @property
     def is_open(self):
+        """Anything but locked: its items can be worked."""
         return self.state != LOCKED
 
 
@@ -224,6 +257,7 @@ class RunbookFacts:
 
     @classmethod
     def load(cls, runbook, states=True):
+        """Read the facts of `runbook` (with every ItemState unless `states` is False)."""
         phases = list(Phase.objects.filter(template_id=runbook.template_id).order_by("order"))
         sources = dict.fromkeys(TICK_SOURCES, 0)
         bound = bound_kinds(runbook)
@@ -303,9 +337,11 @@ class RunbookFacts:
 
     @property
     def gated(self):
+        """The gated phases, in order: the ones signed off one after the other."""
         return [p for p in self.phases if p.kind == Phase.GATED]
 
     def status(self, phase):
+        """The PhaseStatus of a phase (or a phase id)."""
         return self.statuses[phase.pk if hasattr(phase, "pk") else phase]
 
 
@@ -397,10 +433,9 @@ def _phase_statuses(facts):
         if phase.kind == Phase.OPEN:  # not gated: open from the start
             statuses[phase.pk] = _status(phase, "", facts.counts, None)
             continue
-        # The Rollback Plan can be worked once Migration (the second phase) has opened; the
-        # Success Criteria open with Deployment (the third). Shorter templates gate on the last.
-        index = 1 if phase.kind == Phase.ROLLBACK else 2
-        opener = gated[min(index, len(gated) - 1)] if gated else None
+        # A rollback plan or success criteria open with the gated phase stored on them
+        # (Phase.opens_with, set at import: checklist/item_keys.py settle_openers).
+        opener = next((p for p in gated if p.pk == phase.opens_with_id), None)
         reason = ""
         if opener is not None and statuses[opener.pk].state == LOCKED:
             reason = f"The {phase.title} opens when the {opener.title} opens."
@@ -427,6 +462,7 @@ def phase_state(facts, phase):
 
 
 def group_complete(facts, group):
+    """Every item of the group is ticked or marked not applicable."""
     return all(st.complete for st in facts.states if st.item.group_id == group.pk)
 
 
@@ -511,6 +547,7 @@ def can_withdraw_earned(item_state):
 
 
 def can_untick(user, item_state, facts):
+    """May this user untick this ticked item now (which withdraws later sign-offs)?"""
     decision = can_change_item(user, item_state, facts)
     if not decision:
         return decision
@@ -534,6 +571,7 @@ def can_mark_not_applicable(user, item_state, facts):
 
 
 def can_clear_not_applicable(user, item_state, facts):
+    """May this user make a not-applicable item applicable again?"""
     decision = can_change_item(user, item_state, facts)
     if not decision:
         return decision
@@ -587,11 +625,12 @@ def can_approve_schema_file(user, item_state, facts, evidence, approval):
 
 
 def can_sign_off(user, phase, facts):
+    """A lead signs off a gated phase once it is open and complete, and only once."""
     decision = can_lead(user)
     if not decision:
         return decision
     if phase.kind != Phase.GATED:
-        return _conflict(f"The {phase.title} is not signed off; only the four phases are.")
+        return _conflict(f"The {phase.title} is not signed off; only gated phases are.")
     status = facts.status(phase)
     if status.state == LOCKED:
         return _conflict(status.reason)
@@ -643,21 +682,24 @@ def can_withdraw(facts, phase, confirm, reason):
 
 
 def all_phases_signed_off(facts):
+    """Every gated phase of the runbook is signed off."""
     return bool(facts.gated) and all(facts.status(p).state == SIGNED_OFF for p in facts.gated)
 
 
 def approvals_required():
+    """How many different leads must approve go-live (GO_LIVE_APPROVALS_REQUIRED)."""
     return settings.GO_LIVE_APPROVALS_REQUIRED
 
 
 def can_request_go_live(user, facts):
+    """A lead requests go-live once every gated phase is signed off, and only once."""
     decision = can_lead(user)
     if not decision:
         return decision
     if facts.go_live is not None:
         return _conflict("Go-live has already been requested.")
     if not all_phases_signed_off(facts):
-        return _conflict("Go-live can be requested once all four phases are signed off.")
+        return _conflict("Go-live can be requested once every gated phase is signed off.")
     return ALLOW
 
 
@@ -670,7 +712,7 @@ def can_approve_go_live(user, facts):
     if facts.go_live is None:
         return _conflict("Nobody has requested go-live yet.")
     if not all_phases_signed_off(facts):
-        return _conflict("Go-live needs all four phases signed off.")
+        return _conflict("Go-live needs every gated phase signed off.")
     if facts.go_live.requested_by_id == user.pk:
         return _forbid("You requested this go-live; a different lead must approve it.")
     if any(a.lead_id == user.pk for a in facts.approvals):
@@ -704,6 +746,7 @@ def can_set_param(user, param):
 
 
 def can_cancel_run(user, run):
+    """Who may run a job may cancel its queued or running run."""
     decision = can_work(user)
     if not decision:
         return decision
@@ -726,6 +769,7 @@ def can_configure(user):
 
 
 def latest_schema_evidence(runbook):
+    """The unified_schema.sql evidence of the newest succeeded schema run, or None."""
     from .models import Evidence
 
     return (Evidence.objects.filter(run__runbook=runbook, run__kind="schema",
@@ -768,6 +812,7 @@ def can_apply_schema(runbook, file_sha256):
 
 
 def can_edit_contacts(user):
+    """The runbook's emergency contacts are edited by leads."""
     return can_lead(user)
 
 
@@ -799,10 +844,13 @@ class StatusBlock:
 
     @property
     def percent(self):
+        """Done of total as a whole percent (100 when there is nothing to do)."""
         return round(100 * self.done / self.total) if self.total else 100
 
 
 def status_block(facts):
+    """The seed's Checklist Completion block, computed from the facts: progress, tick sources,
+    readiness, approvals and what is missing."""
     gated = [facts.status(p) for p in facts.gated]
     done = sum(d for d, _ in facts.counts.values())
     total = sum(t for _, t in facts.counts.values())

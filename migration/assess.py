@@ -18,7 +18,7 @@ from .catalog import qi
 from .plan import find_conflicts
 from .profile import misfit_samples, misfits
 from .progress import Reporter
-from .reports import AssessReport, write_report
+from .reports import AssessReport, end_step
 from .schema import read_sources
 from .hashing import file_sha256
 from .sources import SourceError, open_source
@@ -100,10 +100,7 @@ def assess_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
                   f"storage = rows x (measured row width + {TUPLE_OVERHEAD} bytes) + keys and indexes "
                   f"({INDEX_ENTRY_OVERHEAD} bytes + key width per entry), plus 20% for page fill"),
     }
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)
 
 
 def _assess_table(con, cat, t, prof, report: AssessReport, total: dict) -> dict:

@@ -20,7 +20,7 @@ from typing import Optional
 from .catalog import INTERNAL_TABLES, qi
 from .errors import Cancelled, InputError, SourceError
 from .progress import Reporter
-from .reports import BackupReport, RestoreReport, utc_now, write_report
+from .reports import BackupReport, RestoreReport, end_step, utc_now, write_report
 from .hashing import file_sha256
 from .sources import check_source_file, describe_sqlite_error, open_source
 
@@ -119,10 +119,7 @@ def backup_step(sources: dict, workdir: Path, progress=None, busy_timeout: float
     report.restore_test = test
     if not test["ok"]:
         report.problem("restore test failed: " + "; ".join(test["problems"]))
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)
 
 
 def _file_names(sources: dict) -> dict:

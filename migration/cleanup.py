@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .progress import Reporter
-from .reports import CleanupReport, write_report
+from .reports import CleanupReport, end_step
 from .hashing import file_sha256
 from .sources import check_source_file
 
@@ -118,7 +118,4 @@ def cleanup_step(sources: dict, workdir: Path, remove_sources: bool = False, pro
             if p.exists():
                 p.unlink()
                 report.removed.append(str(p))
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)

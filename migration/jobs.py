@@ -102,17 +102,18 @@ def restore_test_job(ctx):
                  workdir=_workdir(ctx))
 
 
-# What each assess item claims, judged on its own from the report (as the success criteria are):
+# What each assess item (by its key) claims, judged on its own from the report (as the success
+# criteria are):
 # a source with broken references fails the run but still has its volume estimated.
 ASSESS_ITEMS = {
-    "`assess_databases.py` executed and report reviewed":
+    "assess-databases-py-executed-and-report-reviewed":
         lambda r: bool(r.get("sources")),
-    "Table conflicts identified and resolved":
+    "table-conflicts-identified-and-resolved":
         lambda r: bool(r.get("sources")) and all(c.get("resolved") for c in r.get("conflicts", [])),
-    "Data volume and migration time estimated":
+    "data-volume-and-migration-time-estimated":
         lambda r: (r.get("estimate") or {}).get("rows") is not None
         and (r.get("estimate") or {}).get("seconds") is not None,
-    "Storage requirements calculated":
+    "storage-requirements-calculated":
         lambda r: bool((r.get("estimate") or {}).get("postgres_bytes")),
 }
 
@@ -121,15 +122,15 @@ def assess_job(ctx):
     result = _call(ctx, steps.assess, sources=ctx.sources(), workdir=_workdir(ctx),
                    cancellable=True)
     report = result.report or {}
-    result.item_outcomes = {text: bool(judge(report)) for text, judge in ASSESS_ITEMS.items()}
+    result.item_outcomes = {key: bool(judge(report)) for key, judge in ASSESS_ITEMS.items()}
     return result
 
 
 def schema_outcomes(ok, report):
-    """The schema job's items: the constraints and indexes verified when the step passed; the
+    """The schema job's items (by key): the constraints and indexes verified when the step passed; the
     UUID extension only when the target's pg_extension really holds it after the apply."""
-    return {"All constraints and indexes verified": bool(ok),
-            "UUID extension enabled in PostgreSQL": bool(ok) and bool(
+    return {"all-constraints-and-indexes-verified": bool(ok),
+            "uuid-extension-enabled-in-postgresql": bool(ok) and bool(
                 (report or {}).get("uuid_extension"))}
 
 

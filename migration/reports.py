@@ -93,6 +93,16 @@ class Report:
         return []
 
 
+def end_step(report: Report, workdir: Path, reporter=None) -> Report:
+    """How a step ends: its progress reporter says it is done, the report takes its final state
+    (ok, duration) and is written under `workdir/reports/`; returns the report."""
+    if reporter is not None:
+        reporter.finish()
+    report.finish()
+    write_report(report, workdir)
+    return report
+
+
 def write_report(report: Report, workdir: Path) -> Path:
     """Write the report under `workdir/reports/` (one file per call, never overwritten)."""
     reports = Path(workdir) / "reports"

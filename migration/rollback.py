@@ -27,7 +27,7 @@ from .backup import latest_manifest, manifest_file, restore_files, verify_backup
 from .ddl_names import quote_ident
 from .errors import InputError
 from .progress import Reporter
-from .reports import RollbackReport, write_report
+from .reports import RollbackReport, end_step
 from .target import CONTROL_SCHEMA, connect, describe, error_text, schema_exists
 
 # A rollback waits this long for a lock on an object it drops, then gives up (and changes nothing)
@@ -91,10 +91,7 @@ def rollback_step(sources: dict, target_url: Optional[str], workdir: Path, manif
 
 
 def _done(report: RollbackReport, rep: Reporter, workdir: Path) -> RollbackReport:
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)
 
 
 def _restore(manifest_path: Path, destinations: dict, report: RollbackReport, rep: Reporter) -> None:

@@ -28,7 +28,7 @@ from .redact import redact_url
 from .load import TableJob
 from .plan import Plan, TablePlan
 from .progress import Reporter
-from .reports import RunReport, write_report
+from .reports import RunReport, end_step
 from .schema import (PLAN_FILE, SCHEMA_FILE, apply_statements, current_plan, ensure_control, prepare,
                      same_file_version, sha256_text, verify, why_not_current)
 from .sources import file_identity, open_source
@@ -239,10 +239,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
         raise describe(target_url, exc, "running the migration (run again to resume)") from None
     finally:
         conn.close()
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)
 
 
 def _file_differs_from_plan(text: str, plan: Plan) -> bool:

@@ -23,7 +23,7 @@ from .plan import UUID_EXTENSION, Plan, build_plan
 from .census import census
 from .profile import TableProfile, early_pool, json_available, profile_tables
 from .progress import Reporter
-from .reports import SchemaReport, utc_now, write_report
+from .reports import SchemaReport, end_step, utc_now
 from .sources import file_identity, open_source, schema_sha256
 from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
     owned_sequences, record_created, \
@@ -415,7 +415,4 @@ def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: 
             raise describe(target_url, exc, "applying the schema") from None
         finally:
             conn.close()
-    rep.finish()
-    report.finish()
-    write_report(report, workdir)
-    return report
+    return end_step(report, workdir, rep)

@@ -96,9 +96,9 @@ class GroupAdmin(AuditedAdmin):
 
 @admin.register(Item)
 class ItemAdmin(AuditedAdmin):
-    list_display = ["text", "group", "if_applicable"]
+    list_display = ["text", "key", "group", "if_applicable"]
     list_filter = ["group__phase__template", "group__phase"]
-    search_fields = ["text"]
+    search_fields = ["text", "key"]
 
 
 @admin.register(ContactField)

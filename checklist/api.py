@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import params as job_params, rules
 from .actions import Refused, deny
-from .models import ApiToken, Runbook, TaskRun
+from .models import ApiToken, Item, Runbook, TaskRun
 
 
 def new_token(user, name):
@@ -66,6 +66,7 @@ def runbook_document(runbook, facts=None, item_extra=None):
         entry = {
             "id": st.item_id,
             "state_id": st.pk,
+            "key": st.item.key,
             "text": st.item.text,
             "checked": st.checked,
             "checked_by": _user(st.checked_by) if st.checked else None,
@@ -234,3 +235,32 @@ def runbook_jobs(request, runbook_id):
     except Refused as refused:
         return error(refused.status, str(refused))
     return JsonResponse(run_document(run), status=202)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def item_key(request, item_id):
+    """Give an item of a checklist version its stable key: {"key": "backup-verified"} ('' for
+    none). Leads only, until a runbook starts on the version; audited (actions.set_item_key)."""
+    from .actions import set_item_key
+
+    item = get_object_or_404(Item.objects.select_related("group__phase__template"), pk=item_id)
+    token_user = authenticate_token(request)
+    if token_user is None:
+        reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+        if reason is not None:
+            return error(403, "CSRF check failed: send the X-CSRFToken header.")
+    user = api_user(request)
+    if not user.is_authenticated:
+        return error(401, "Log in or send an API token.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+        return error(400, 'The body must be a JSON object: {"key": "a-slug"}.')
+    try:
+        item = set_item_key(user, item, body["key"].strip())
+    except Refused as refused:
+        return error(refused.status, str(refused))
+    return JsonResponse({"id": item.pk, "key": item.key, "text": item.text})

@@ -103,23 +103,23 @@ def bind_known_template(template):
     made = 0
     for path in sorted(BINDINGS_DIR.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("template_title_contains", "\0") in template.title:
+        if "bindings" in data and data.get("template_title_contains", "\0") in template.title:
             made += bind_template(template, data)
     return made
 
 
 def bind_template(template, data):
     """Bind job kinds to a template's items from bindings data: {"bindings": {kind: [entry]}},
-    an entry being the item's exact text, or {"group": ..., "text": ...} where the same text
-    stands in several groups."""
-    items = list(Item.objects.filter(group__phase__template=template).select_related("group"))
+    an entry being an item's key (checklist/item_keys.py), or {"key": ..., "part": ...} for a
+    kind that judges named parts. Keys the version does not hold bind nothing."""
+    items = {i.key: i for i in Item.objects.filter(group__phase__template=template).exclude(key="")}
     made = []
     for kind, entries in data["bindings"].items():
         for entry in entries:
-            if isinstance(entry, str):
-                entry = {"text": entry}
-            made += [JobBinding(item=i, kind=kind, part=entry.get("part", "")) for i in items
-                     if i.text == entry["text"] and entry.get("group", i.group.title) == i.group.title]
+            entry = {"key": entry} if isinstance(entry, str) else entry
+            if entry["key"] in items:
+                made.append(JobBinding(item=items[entry["key"]], kind=kind,
+                                       part=entry.get("part", "")))
     JobBinding.objects.bulk_create(made, ignore_conflicts=True)
     return len(made)
 

@@ -50,6 +50,14 @@ class Phase(models.Model):
     order = models.PositiveIntegerField()
     title = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=KIND_CHOICES)
+    # What code finds the phase by (checklist/item_keys.py), never its title or its place.
+    key = models.SlugField(max_length=100, blank=True, default="",
+                           help_text="stable key code finds the phase by")
+    # A rollback plan or success criteria opens when this gated phase opens (set at import).
+    opens_with = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="opens",
+                                   help_text="rollback plan or success criteria: the gated phase "
+                                             "whose opening opens it")
     source_line = models.PositiveIntegerField(null=True, blank=True)
     # Why the phase is gated or not: what the importer read from its heading, or a lead's change.
     gating_reason = models.CharField(max_length=300, blank=True)
@@ -87,6 +95,10 @@ class Item(models.Model):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="items")
     order = models.PositiveIntegerField()
     text = models.CharField(max_length=500)  # back-ticked code kept as back-ticks
+    # What code and bindings find the item by, unique within its version (checklist/item_keys.py):
+    # set by the importer for known items, changed by a lead (actions.set_item_key).
+    key = models.SlugField(max_length=100, blank=True, default="",
+                           help_text="stable key code and bindings find the item by")
     if_applicable = models.BooleanField(default=False)
     source_line = models.PositiveIntegerField(null=True, blank=True)
 

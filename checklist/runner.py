@@ -170,10 +170,11 @@ def earn(run, ctx, result, state):
     (`result.item_outcomes`) earn and withdraw each item on its own outcome."""
     items = list(run.items.all())
     # An item bound to a named part (a criterion, a trigger) follows that part's outcome; other
-    # items of a judging kind follow the outcome the handler gave their text.
+    # items of a judging kind follow the outcome the handler gave their key (or, for an item
+    # without a key that a lead mapped by its words, their text).
     parts = dict(RunbookBinding.objects.filter(runbook=run.runbook_id, kind=run.kind)
                  .values_list("item_id", "part"))
-    key = {i.pk: parts.get(i.pk) or i.text for i in items}
+    key = {i.pk: parts.get(i.pk) or i.key or i.text for i in items}
     if result.item_outcomes is not None:
         if state not in (TaskRun.SUCCEEDED, TaskRun.FAILED):
             return

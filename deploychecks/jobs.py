@@ -181,9 +181,9 @@ def success_criteria(ctx):
     for r in results:
         ctx.log(f"{r.state:11} {r.key}: {r.figure} (threshold {r.threshold}) {r.detail}")
         if r.ok is not None:
-            # Keyed by the criterion (items bound to it as their part) and by the seed's words.
-            outcomes[r.key] = outcomes[r.item] = bool(r.ok)
-            notes[r.key] = notes[r.item] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
+            # Keyed by the criterion: an item bound to it as its part follows it.
+            outcomes[r.key] = bool(r.ok)
+            notes[r.key] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
     passing = [r.item for r in results if r.ok]
     report = {"name": "success-criteria", "ok": all(r.ok for r in results),
               "criteria": [r.to_dict() for r in results], "earns": passing}

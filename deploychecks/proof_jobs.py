@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from checklist.job_context import JobInputError, JobResult
 from checklist.jobs import JobKind, register
+from checklist.models import RunbookBinding
 from checks import appdb, digitalocean, junit, repo
 from checks.report import CheckInputError
 
@@ -34,12 +35,24 @@ def settings_of(ctx):
     return RunbookProofSettings.of(ctx.runbook)
 
 
-def bound_texts(ctx):
-    return {i.text for i in ctx.run.items.all()}
+def bound_items(ctx):
+    """name -> Item for the items this run earns, each by its key and by its words (a lead's
+    test or documents map may name an item either way; the code names them by key)."""
+    out = {}
+    for item in ctx.run.items.all():
+        out[item.text] = item
+        if item.key:
+            out[item.key] = item
+    return out
 
 
 def judged_result(ctx, name, judged, report, figures=None, artifacts=()):
-    """A JobResult that earns each judged item on its own outcome (item -> {ok, reason})."""
+    """A JobResult that earns each judged item on its own outcome (item -> {ok, reason}, an item
+    named by its key or its words): outcomes go by the item's key, the report by its words."""
+    items = bound_items(ctx)
+    ref = {n: (items[n].key or items[n].text) if n in items else n for n in judged}
+    judged = {(items[n].text if n in items else n): v for n, v in judged.items()}
+    ref = {(items[n].text if n in items else n): r for n, r in ref.items()}
     for item, verdict in judged.items():
         ctx.log(f"{'ok  ' if verdict['ok'] else 'FAIL'} {item}: {verdict['reason']}")
     passed = sorted(i for i, v in judged.items() if v["ok"])
@@ -53,12 +66,12 @@ def judged_result(ctx, name, judged, report, figures=None, artifacts=()):
     figures = {"items_proven": len(passed), "items_failed": len(failed), **(figures or {})}
     return JobResult(ok=ok, summary=summary, report=report, figures=figures,
                      error="" if ok else summary, artifacts=list(artifacts),
-                     item_outcomes={i: v["ok"] for i, v in judged.items()},
-                     item_notes={i: v["reason"][:300] for i, v in judged.items()})
+                     item_outcomes={ref[i]: v["ok"] for i, v in judged.items()},
+                     item_notes={ref[i]: v["reason"][:300] for i, v in judged.items()})
 
 
 def _unknown_items(ctx, mapping, what):
-    unknown = sorted(set(mapping) - bound_texts(ctx))
+    unknown = sorted(set(mapping) - set(bound_items(ctx)))
     if unknown:
         raise JobInputError(f"The {what} names items this job does not earn on this runbook: "
                             f"{', '.join(repr(u) for u in unknown[:5])}.")
@@ -91,8 +104,8 @@ def e2e_report(ctx):
 
 # --- repo ---------------------------------------------------------------------------------------
 
-SCRIPTS_ITEM = "All migration scripts committed to repository"
-CONFIG_ITEM = "Configuration files updated"
+SCRIPTS_ITEM = "all-migration-scripts-committed-to-repository"  # item keys
+CONFIG_ITEM = "configuration-files-updated"
 
 
 def repo_check(ctx):
@@ -110,7 +123,7 @@ def repo_check(ctx):
                     f"deployed commit {commit[:12]}") or (
         f"uncommitted changes: {', '.join(st['dirty'][:5])}" if st["dirty"] else "")
     judged = {}
-    bound = bound_texts(ctx)
+    bound = bound_items(ctx)
     for item, paths in ((SCRIPTS_ITEM, ps.repo_scripts), (CONFIG_ITEM, ps.repo_config_files)):
         if item not in bound or not paths:
             continue
@@ -137,14 +150,6 @@ def repo_check(ctx):
 
 # --- rollback-triggers ----------------------------------------------------------------------------
 
-TRIGGER_ITEMS = {
-    "data-corruption": "Data corruption detected",
-    "performance-degradation": "Performance degradation > 50%",
-    "security": "Security vulnerabilities found",
-    "error-rate": "User experience severely impacted",
-}
-
-
 def rollback_triggers(ctx):
     """Each Critical Issue item is earned when its trigger fires on the latest evidence and
     withdrawn when newer evidence clears it; a trigger without evidence leaves its item alone.
@@ -153,9 +158,12 @@ def rollback_triggers(ctx):
     cs = RunbookCheckSettings.objects.filter(runbook=ctx.runbook).first() or \
         RunbookCheckSettings(runbook=ctx.runbook)
     outcomes, notes, rows = {}, {}, {}
+    # Each Critical Issue item is bound to its trigger as the binding's part.
+    by_part = {b.part: b.item.text for b in RunbookBinding.objects.filter(
+        runbook=ctx.runbook, kind=ctx.run.kind).select_related("item")}
     for name, check in triggers.CHECKS.items():
         found = check(ctx.runbook, cs)
-        item = TRIGGER_ITEMS[name]
+        item = by_part.get(name)
         if found is None:
             ctx.log(f"no evidence  {name}")
             rows[name] = {"fired": None, "item": item}
@@ -164,9 +172,9 @@ def rollback_triggers(ctx):
         ctx.log(f"{'FIRED' if fired else 'clear'}  {name}: {summary}")
         rows[name] = {"fired": bool(fired), "item": item, "summary": summary,
                       "figures": figures, "evidence": evidence or {}}
-        outcomes[name] = outcomes[item] = bool(fired)  # by trigger (a bound part) and seed words
+        outcomes[name] = bool(fired)  # by trigger: the part its item is bound to
         cite = evidence or {}
-        notes[name] = notes[item] = (f"{summary[:200]}; evidence run #{cite.get('run_id')} "
+        notes[name] = (f"{summary[:200]}; evidence run #{cite.get('run_id')} "
                        f"{cite.get('name', '')} sha256 {str(cite.get('sha256', ''))[:16]}")
     fired = [n for n, r in rows.items() if r["fired"]]
     evaluated = [n for n, r in rows.items() if r["fired"] is not None]
@@ -240,12 +248,12 @@ def announce(ctx):
 
 # --- app-database ---------------------------------------------------------------------------------
 
-APPDB_ITEMS = {
-    "tables": ["All tables created without errors"],
-    "seed": ["Default data seeded correctly"],
-    "statements": ["Query performance tracking enabled", "PostgreSQL performance monitoring enabled"],
-    "sessions": ["Application connects to PostgreSQL successfully"],
-    "writes": ["All database operations working"],
+APPDB_ITEMS = {  # what appdb.inspect found -> the keys of the items it proves
+    "tables": ["all-tables-created-without-errors"],
+    "seed": ["default-data-seeded-correctly"],
+    "statements": ["query-performance-tracking-enabled", "postgresql-performance-monitoring-enabled"],
+    "sessions": ["application-connects-to-postgresql-successfully"],
+    "writes": ["all-database-operations-working"],
 }
 
 
@@ -261,7 +269,7 @@ def app_database(ctx):
                               app_user=ps.app_db_user, ca_file=cs.target_ca_file if cs else None)
     except (CheckInputError, ValueError) as exc:
         raise JobInputError(str(exc)) from None
-    bound = bound_texts(ctx)
+    bound = bound_items(ctx)
     judged = {item: {"ok": bool(v["ok"]), "reason": v["reason"]}
               for key, v in found.items() for item in APPDB_ITEMS[key] if item in bound}
     return judged_result(ctx, "app-database", judged, {"checks": found},
@@ -270,8 +278,8 @@ def app_database(ctx):
 
 # --- DigitalOcean ---------------------------------------------------------------------------------
 
-DO_DATABASE_ITEMS = {"provisioned": "PostgreSQL database provisioned",
-                     "plan": "Database plan selected (Starter/Professional)"}
+DO_DATABASE_ITEMS = {"provisioned": "postgresql-database-provisioned",  # item keys
+                     "plan": "database-plan-selected-starter-professional"}
 
 
 def do_database(ctx):

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from checklist import audit, rules
-from checklist.models import ItemState
+from checklist.models import ItemState, Phase
 from checks import performance
 
 from .criteria import latest_report
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 SECURITY_CRITERIA = ("tls_certificate", "certificate_expiry", "hsts", "csp",
                      "x_content_type_options", "frame_protection", "referrer_policy",
                      "https_redirect")
-ROLLBACK_ITEM = "Restore SQLite databases from backup"
+ROLLBACK_ITEM_KEY = "restore-sqlite-databases-from-backup"  # the item the banner points at
+DEPLOYMENT_PHASE_KEY = "deployment"
 TITLES = {
     "data-corruption": "Data corruption detected",
     "performance-degradation": "Performance degradation",
@@ -43,12 +44,15 @@ TITLES = {
 
 
 def deployment_open(facts):
-    """True once the Deployment phase (the third gated phase, or the last of a shorter
-    template) is open."""
-    gated = facts.gated
-    if not gated:
+    """True once the Deployment phase (the phase keyed `deployment`; in a checklist without one,
+    the phase its success criteria open with) is open."""
+    phase = next((p for p in facts.phases if p.key == DEPLOYMENT_PHASE_KEY), None)
+    if phase is None:
+        phase = next((p for p in facts.phases if p.pk in {
+            q.opens_with_id for q in facts.phases if q.kind == Phase.SUCCESS}), None)
+    if phase is None:
         return False
-    return facts.status(gated[min(2, len(gated) - 1)]).state != rules.LOCKED
+    return facts.status(phase).state != rules.LOCKED
 
 
 def _data_corruption(runbook, cs):
@@ -172,7 +176,7 @@ def banner_context(runbook):
                    .order_by("fired_at"))
     item = None
     if firings:
-        item = (ItemState.objects.filter(runbook=runbook, item__text=ROLLBACK_ITEM)
+        item = (ItemState.objects.filter(runbook=runbook, item__key=ROLLBACK_ITEM_KEY)
                 .select_related("item").first())
     return {"runbook": runbook, "firings": firings, "rollback_state": item,
             "rollback_kind": "rollback"}

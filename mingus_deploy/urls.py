@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/runbooks/<int:runbook_id>/", api.runbook_detail, name="api-runbook"),
     path("api/runbooks/<int:runbook_id>/jobs/", api.runbook_jobs, name="api-runbook-jobs"),
+    path("api/items/<int:item_id>/key/", api.item_key, name="api-item-key"),
     path("deploychecks/", include("deploychecks.urls")),
     path("", include("checklist.urls")),
 ]

@@ -140,8 +140,10 @@ def test_earned_items_doc_lists_each_proof_binding_under_its_kind():
     text = (REPO / "docs" / "earned-items.md").read_text()
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9-]+)`[^\n]*", text, re.M)}
     data = json.loads((jobs.BINDINGS_DIR / "mingus-proof.json").read_text())
+    keys = json.loads((jobs.BINDINGS_DIR / "mingus-keys.json").read_text())
+    text = {e["key"]: e["text"] for e in keys["items"]}
     for kind, entries in data["bindings"].items():
         assert kind in rows, kind
         for entry in entries:
-            item = entry if isinstance(entry, str) else entry["text"]
+            item = text[entry if isinstance(entry, str) else entry["key"]]
             assert item in rows[kind], (kind, item)

@@ -113,14 +113,12 @@ def ticked(runbook, text):
 
 def test_every_bound_item_exists_in_the_seed_and_is_bound(template):
     data = json.loads((jobs.BINDINGS_DIR / "mingus-checks.json").read_text())
-    for kind, texts in data["bindings"].items():
+    for kind, keys in data["bindings"].items():
         assert kind in jobs.REGISTRY, kind
-        for entry in texts:
-            entry = {"text": entry} if isinstance(entry, str) else entry
+        for entry in keys:
+            entry = {"key": entry} if isinstance(entry, str) else entry
             bound = JobBinding.objects.filter(item__group__phase__template=template, kind=kind,
-                                              item__text=entry["text"])
-            if "group" in entry:
-                bound = bound.filter(item__group__title=entry["group"])
+                                              item__key=entry["key"])
             assert bound.count() == 1, (kind, entry)
     # Text used twice in the seed binds only in the group the entry names.
     assert [b.item.group.title for b in JobBinding.objects.filter(

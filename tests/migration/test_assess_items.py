@@ -3,7 +3,7 @@ from migration import steps
 from migration.jobs import ASSESS_ITEMS, schema_outcomes
 from tests.conftest import FIXTURES
 
-CONFLICTS = "Table conflicts identified and resolved"
+CONFLICTS = "table-conflicts-identified-and-resolved"
 
 
 def test_conflicts_the_schema_resolves_are_reported_resolved_on_the_real_files(tmp_path):
@@ -20,15 +20,15 @@ def test_an_unresolved_conflict_or_a_missing_estimate_fails_its_item_alone(tmp_p
     report["conflicts"] = [{"table": "users", "resolved": False}]
     report["estimate"] = {"rows": None, "seconds": None, "postgres_bytes": 0}
     judged = {text: judge(report) for text, judge in ASSESS_ITEMS.items()}
-    assert judged == {"`assess_databases.py` executed and report reviewed": True,
-                      CONFLICTS: False, "Data volume and migration time estimated": False,
-                      "Storage requirements calculated": False}
+    assert judged == {"assess-databases-py-executed-and-report-reviewed": True,
+                      CONFLICTS: False, "data-volume-and-migration-time-estimated": False,
+                      "storage-requirements-calculated": False}
 
 
 def test_the_uuid_item_needs_the_extension_present_on_the_target():
     assert schema_outcomes(True, {"uuid_extension": True}) == {
-        "All constraints and indexes verified": True, "UUID extension enabled in PostgreSQL": True}
+        "all-constraints-and-indexes-verified": True, "uuid-extension-enabled-in-postgresql": True}
     assert schema_outcomes(True, {"uuid_extension": False})[
-        "UUID extension enabled in PostgreSQL"] is False
+        "uuid-extension-enabled-in-postgresql"] is False
     assert schema_outcomes(False, {"uuid_extension": True})[
-        "UUID extension enabled in PostgreSQL"] is False
+        "uuid-extension-enabled-in-postgresql"] is False

@@ -658,8 +658,8 @@ def set_target(user, runbook, url):
 
 @atomic_action
 def approve_schema(user, runbook, evidence, comment=""):
-    """A lead approves unified_schema.sql as it is now (bound to its sha256) and so ticks
-    "`unified_schema.sql` reviewed and approved"."""
+    """A lead approves unified_schema.sql as it is now (bound to its sha256) and so ticks the
+    item bound to the schema approval (rules.SCHEMA_APPROVAL)."""
     runbook = lock_runbook(runbook.pk)
     require(rules.can_approve_schema(user), user, "schema-approve", obj=runbook, runbook=runbook)
     latest = rules.latest_schema_evidence(runbook)

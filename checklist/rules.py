@@ -352,8 +352,9 @@ TICK_SOURCES = (EARNED, OVERRIDDEN, BY_HAND)
 # progress), so they are counted apart from the work.
 TRIGGER_KIND = "rollback-triggers"
 
-# The pseudo job kind bound to "`unified_schema.sql` reviewed and approved": no job earns that
-# item, only a lead's approval of the schema file (actions.approve_schema).
+# The pseudo job kind bound to the schema-review item (the seed's key
+# unified-schema-sql-reviewed-and-approved): no job earns that item, only a lead's approval of
+# the schema file (actions.approve_schema).
 SCHEMA_APPROVAL = "schema-approval"
 
 _EARNED_Q = Q(checked=True) & ~Q(earned_by="")

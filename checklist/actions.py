@@ -10,12 +10,11 @@ import hashlib
 import re
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from migration.redact import redact_url
 
-from . import audit, digests, item_keys, jobs, rules
+from . import audit, changes, digests, item_keys, jobs, rules
 from .importer import ChecklistParseError, parse_checklist
 from .replay import item_snapshot
 from .rules import Refused  # noqa: F401  (callers catch actions.Refused)
@@ -36,6 +35,7 @@ from .models import (
     RunbookBinding,
     RunbookSource,
     RunbookTarget,
+    RunbookChange,
     SchemaApproval,
     SignOff,
 )
@@ -91,8 +91,9 @@ def atomic_action(fn):
 def lock_runbook(runbook_id):
     """Lock a runbook's row for the rest of the transaction and return it, fresh."""
     # The UPDATE both takes the row lock that serialises writes on this runbook and bumps the
-    # revision other people's pages poll for.
-    Runbook.objects.filter(pk=runbook_id).update(revision=F("revision") + 1)
+    # revision other people's pages listen (or poll) for; each action then records what the
+    # revision changed (changes.record), so live pages are sent only that.
+    changes.bump(runbook_id)
     return Runbook.objects.get(pk=runbook_id)
 
 
@@ -164,6 +165,7 @@ def tick(user, state, note="", expected_version=None, run=None, approval=None,
     note = _add_note(state, user, "tick", note)
     audit.record("tick", actor=user, before=before, after={**_item_snapshot(state), "note": note},
                  **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     return state
 
 
@@ -189,6 +191,7 @@ def override(user, state, reason, expected_version=None):
     note = _add_note(state, user, "override", reason)
     audit.record("override", actor=user, before=before,
                  after={**_item_snapshot(state), "note": note}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     return state
 
 
@@ -211,6 +214,7 @@ def withdraw_earned(state, reason, run=None):
     audit.record("tick-withdrawn", actor=None, before=before,
                  after={**_item_snapshot(state), "reason": reason, "note": note,
                         "run": run.pk if run is not None else None}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     _withdraw_from(runbook, state.item.group.phase, None, f"Earned tick withdrawn: {reason}",
                    facts)
     return state
@@ -275,6 +279,7 @@ def untick(user, state, note="", expected_version=None, confirm=False, reason=""
     note = _add_note(state, user, "untick", note)
     audit.record("untick", actor=user, before=before,
                  after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     _withdraw_from(runbook, state.item.group.phase, user,
                    _withdrawal_reason(user, "unticked", state, reason), facts)
     return state
@@ -304,6 +309,7 @@ def add_note(user, state, text):
         require(rules.Decision(False, "A note cannot be empty.", 400), user, "note", **_where(state))
     note = _add_note(state, user, "note", text)
     audit.record("note", actor=user, after={"note": note}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     return state
 
 
@@ -327,6 +333,7 @@ def mark_not_applicable(user, state, reason):
     note = _add_note(state, user, "not-applicable", reason)
     audit.record("not-applicable", actor=user, before=before,
                  after={**_item_snapshot(state), "note": note}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     return state
 
 
@@ -347,6 +354,7 @@ def clear_not_applicable(user, state, note="", confirm=False, reason=""):
     note = _add_note(state, user, "applicable", note)
     audit.record("applicable", actor=user, before=before,
                  after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
+    changes.record(runbook, RunbookChange.ITEMS, states=[state])
     _withdraw_from(runbook, state.item.group.phase, user,
                    _withdrawal_reason(user, "made applicable again", state, reason), facts)
     return state
@@ -374,6 +382,9 @@ def _withdraw_from(runbook, phase, user, reason, facts):
         request.save(update_fields=["state", "withdrawn_at", "withdrawn_reason"])
         audit.record("go-live-withdrawn", actor=user, obj=request, runbook=runbook,
                      after={"state": request.state, "reason": request.withdrawn_reason})
+    if withdrawn:
+        # Every later gated phase locks again: all their rows change.
+        changes.record(runbook, RunbookChange.PHASES, phases=later)
     return withdrawn
 
 
@@ -387,6 +398,9 @@ def sign_off(user, runbook, phase, comment=""):
     record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
     audit.record("sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
                  after={"phase": phase.title, "comment": record.comment, "withdrawn": False})
+    # The phase is signed off and the next gated one opens: the rows of both change.
+    opened = [p for p in facts.gated if p.order > phase.order][:1]
+    changes.record(runbook, RunbookChange.PHASES, phases=[phase, *opened])
     digests.after_commit("sign-off")
     return record
 
@@ -401,6 +415,7 @@ def request_go_live(user, runbook, comment=""):
     request = GoLiveRequest.objects.create(runbook=runbook, requested_by=user, comment=comment.strip())
     audit.record("go-live-request", actor=user, obj=request, runbook=runbook,
                  after={"comment": request.comment, "state": request.state})
+    changes.record(runbook, RunbookChange.GO_LIVE)
     digests.after_commit("go-live-request")
     return request
 
@@ -421,6 +436,7 @@ def approve_go_live(user, runbook, comment=""):
     if block.go_live_authorized:
         audit.record("go-live-authorized", actor=user, obj=facts.go_live, runbook=runbook,
                      after={"approved_by": sorted(a.lead.get_username() for a in facts.approvals)})
+    changes.record(runbook, RunbookChange.GO_LIVE)
     digests.after_commit("go-live-approve")
     return approval
 
@@ -436,6 +452,7 @@ def set_contact(user, runbook, field, value):
     contact.save()
     audit.record("contact", actor=user, obj=contact, runbook=runbook,
                  before=before, after={"field": field.label, "value": contact.value})
+    changes.record(runbook, RunbookChange.CONTACTS)
     return contact
 
 
@@ -634,6 +651,7 @@ def set_sources(user, runbook, sources):
         [RunbookSource(runbook=runbook, name=n, path=str(p)) for n, p in sorted(sources.items())])
     audit.record("sources", actor=user, obj=runbook, runbook=runbook, before=before,
                  after={n: str(p) for n, p in sources.items()})
+    changes.record(runbook, RunbookChange.SETTINGS)
     return runbook
 
 
@@ -653,6 +671,7 @@ def set_target(user, runbook, url):
                                    "updated_at": timezone.now()})
     audit.record("target", actor=user, obj=runbook, runbook=runbook,
                  before={"url": old.url_redacted if old else None}, after={"url": redact_url(url)})
+    changes.record(runbook, RunbookChange.SETTINGS)
     return runbook
 
 
@@ -671,6 +690,8 @@ def approve_schema(user, runbook, evidence, comment=""):
     audit.record("schema-approve", actor=user, obj=approval, runbook=runbook,
                  after={"sha256": evidence.sha256, "comment": comment})
     state = schema_approval_state(runbook)
+    # The approval panel is in the approval item's row.
+    changes.record(runbook, RunbookChange.ITEMS, states=[state] if state is not None else [])
     if state is not None and not state.complete:
         tick(user, state, f"Schema approved (sha256 {evidence.sha256[:12]})", approval=approval)
     return approval
@@ -751,6 +772,7 @@ def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=Fal
     cs.save()
     audit.record("check-settings", actor=user, obj=cs, runbook=runbook, before=before,
                  after=cs.snapshot())
+    changes.record(runbook, RunbookChange.SETTINGS)
     return cs
 
 

@@ -9,10 +9,10 @@ queues the `checklist.run_job` Celery task once that commits; a worker does the 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import audit, params as job_params, rules
+from . import audit, changes, params as job_params, rules
 from .actions import Refused, atomic_action, lock_runbook, require
 from .jobs import get_kind, items_for, schema_file_sha256
-from .models import TaskRun
+from .models import ItemState, RunbookChange, TaskRun
 from .tasks import run_job
 
 
@@ -49,6 +49,8 @@ def _start(user, runbook, kind, params):
         require(rules.Decision(False, f"A {kind.title.lower()} run is already queued or running "
                                      "on this runbook.", 409), user, f"job:{kind.name}", **where)
     run.items.set(items)
+    changes.record(runbook, RunbookChange.RUN, run=run,
+                   states=ItemState.objects.filter(runbook=runbook, item__in=items))
     audit.record("job-start", actor=user, obj=run, runbook=runbook,
                  after={"kind": kind.name, "params": job_params.shown(run.params),
                         "items": [i.pk for i in items]})
@@ -84,4 +86,6 @@ def cancel_run(user, run):
     run.save()
     audit.record("job-cancel", actor=user, obj=run, runbook=run.runbook,
                  after={"kind": run.kind, "state": run.state})
+    changes.record(run.runbook, RunbookChange.RUN, run=run,
+                   states=ItemState.objects.filter(runbook_id=run.runbook_id, item__runs=run))
     return run

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
 from migration.redact import scrub
 from migration.safe_files import UnsafeFile, resolve_under_roots
 
-from .models import Runbook, TaskRun
+from . import changes
+from .models import TaskRun
 from .runbook_target import target_url
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class JobContext:
         self._last_flush = now
         fields = dict(self._progress, heartbeat_at=timezone.now(), log=self.log_text())
         TaskRun.objects.filter(pk=self.run.pk).update(**fields)
-        Runbook.objects.filter(pk=self.run.runbook_id).update(revision=F("revision") + 1)
+        changes.run_changed(self.run)
         self._cancel = TaskRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
 
     def log_text(self):

@@ -477,3 +477,24 @@ class SchemaApproval(models.Model):
     lead = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class RunbookChange(models.Model):
+    """What one revision of a runbook changed, written by the write that made the revision (in its
+    transaction), so a live page is sent only that: the rows of `state_ids`, the headings of their
+    phases and of `phase_ids`, the status block (checklist.live). A revision with no record (an
+    admin edit) makes a reconnecting page reload its body instead."""
+
+    ITEMS, PHASES, GO_LIVE, CONTACTS, RUN, SETTINGS = (
+        "items", "phases", "go-live", "contacts", "run", "settings")
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="changes")
+    revision = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=20)
+    state_ids = models.JSONField(default=list, blank=True)
+    # Phases whose state (locked, open, signed off) changed: all their rows change with them.
+    phase_ids = models.JSONField(default=list, blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["runbook", "revision"], name="change_runbook_revision")]

@@ -24,14 +24,13 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from migration.hashing import file_sha256
 
-from . import actions, audit, jobs, lifeline, params as job_params
+from . import actions, audit, changes, jobs, lifeline, params as job_params
 from .job_context import JobCancelled, JobContext, JobInputError, JobResult, group_file
-from .models import Evidence, ItemState, Runbook, RunbookBinding, TaskRun
+from .models import Evidence, ItemState, RunbookBinding, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ def finish(run, ctx, result, state):
         for st in actions.verify_earned_evidence(run.runbook):
             log.warning("run #%s: withdrew the earned tick of item %s (evidence changed)",
                         run.pk, st.item_id)
-    Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
+    changes.run_changed(run)
     # Then, once all of the above is committed, what the other apps do when a run has ended
     # (registered in their AppConfig.ready(): deploychecks keeps the performance baseline and
     # evaluates the rollback triggers, deploychecks/jobs.py after_run). Each step reads the
@@ -219,5 +218,5 @@ def mark_lost_runs(hostname=None):
                     log.warning("killed the process group of lost run %s", run.pk)
                 audit.record("job-lost", actor=run.started_by, obj=run, runbook=run.runbook,
                              after={"kind": run.kind, "worker": run.worker})
-                Runbook.objects.filter(pk=run.runbook_id).update(revision=F("revision") + 1)
+                changes.run_changed(run)
     return lost

@@ -1,12 +1,13 @@
 from django.urls import path
 
-from . import api, exports, history, template_pages, views
+from . import api, exports, history, live_views, template_pages, views
 
 urlpatterns = [
     path("", views.runbook_list, name="runbook-list"),
     path("runbooks/start/", views.runbook_start, name="runbook-start"),
     path("runbooks/<int:runbook_id>/", views.runbook_page, name="runbook"),
     path("runbooks/<int:runbook_id>/poll/", views.runbook_poll, name="runbook-poll"),
+    path("runbooks/<int:runbook_id>/events/", live_views.runbook_events, name="runbook-events"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/tick/", views.item_tick, name="item-tick"),
     path("runbooks/<int:runbook_id>/items/<int:state_id>/untick/", views.item_untick,
          name="item-untick"),

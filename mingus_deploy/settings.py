@@ -152,6 +152,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+elif env.bool("DATABASE_POOL", default=False):
+    # The ASGI web server runs each request's database work in a thread of its own, so a
+    # persistent connection would be left behind per thread: it borrows from psycopg's pool
+    # instead (app-spec.yaml turns this on for the web service; Celery keeps CONN_MAX_AGE).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": env.int("DATABASE_POOL_MAX", default=4), "timeout": 10}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
@@ -276,6 +283,11 @@ MIGRATION_CHUNK_SLOTS = env.int("MIGRATION_CHUNK_SLOTS", default=4)
 MIGRATION_CHUNK_REDELIVER_SECONDS = env.float("MIGRATION_CHUNK_REDELIVER_SECONDS", default=30)
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5)
 JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)
+# Live pages (checklist.live): the SQLite watcher's interval, the stream's heartbeat, and how
+# long a cut stream waits before EventSource reconnects.
+LIVE_POLL_SECONDS = env.float("LIVE_POLL_SECONDS", default=0.5)
+LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=15)
+LIVE_RETRY_MS = env.int("LIVE_RETRY_MS", default=1000)
 TARGET_URL_KEY = env("TARGET_URL_KEY", default="")  # Fernet key; default derived from SECRET_KEY
 # Where the command job may run commands (admins configure them; members only run them).
 COMMAND_JOB_ENV_PASSTHROUGH = env.list("COMMAND_JOB_ENV_PASSTHROUGH", default=["PATH", "HOME", "LANG"])

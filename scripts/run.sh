@@ -41,4 +41,5 @@ cat <<MSG
 $logins
 
 MSG
-.venv/bin/gunicorn mingus_deploy.wsgi -b "127.0.0.1:$PORT" -w 2 --access-logfile - --error-logfile -
+# The same ASGI server as app-spec.yaml runs: uvicorn workers stream the live pages.
+.venv/bin/gunicorn mingus_deploy.asgi --worker-class uvicorn_worker.UvicornWorker -b "127.0.0.1:$PORT" -w 2 --graceful-timeout 5 --access-logfile - --error-logfile -

@@ -31,7 +31,10 @@ def test_this_apps_spec_describes_what_the_app_needs():
     web = spec["services"][0]
     assert (web["name"], web["http_port"], web["health_check"]["http_path"]) == (
         "web", 8080, "/healthz")
-    assert "gunicorn mingus_deploy.wsgi" in web["run_command"]
+    # ASGI, so the live pages stream (server-sent events), with a database pool per process.
+    assert "gunicorn mingus_deploy.asgi --worker-class uvicorn_worker.UvicornWorker" in web[
+        "run_command"]
+    assert {e["key"]: e["value"] for e in web["envs"]}["DATABASE_POOL"] == "true"
     runs = {w["name"]: w["run_command"] for w in spec["workers"]}
     assert runs["worker"].startswith("celery -A mingus_deploy worker")
     assert runs["beat"].startswith("celery -A mingus_deploy beat")

@@ -1,0 +1,194 @@
+"""Live pages over server-sent events, in Chromium, against the ASGI server as app-spec.yaml runs
+it (gunicorn with uvicorn workers, PostgreSQL LISTEN/NOTIFY), started by the test as real
+processes on the test database: a tick reaches another page within a second, again after its
+server was killed and restarted; a change made through one web process reaches a page on
+another; the go-live page shows the other lead's approval as it happens."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from playwright.sync_api import expect
+
+from checklist import actions
+from checklist.models import ItemState
+from tests.checklist.factories import gated, hand_states, sign_off_through
+
+from .conftest import TIMEOUT_MS, log_in, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+REPO = Path(__file__).resolve().parents[2]
+SEEN_MS = 1_000  # the issue's bound: another session shows a change within a second
+
+
+class Server:
+    """One web instance: `gunicorn mingus_deploy.asgi -k uvicorn_worker.UvicornWorker`."""
+
+    def __init__(self, database_url, log_dir, port=None):
+        self.database_url, self.log_dir = database_url, log_dir
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mingus_deploy.settings_test",
+               "DATABASE_URL": self.database_url, "DATABASE_POOL": "true",
+               "LIVE_HEARTBEAT_SECONDS": "2"}
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        log = open(self.log_dir / f"gunicorn-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "mingus_deploy.asgi", "--worker-class",
+             "uvicorn_worker.UvicornWorker", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
+             "--graceful-timeout", "2"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:  # the port answers once the worker has booted
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn on {self.port} did not start; log: "
+                                   f"{(self.log_dir / f'gunicorn-{self.port}.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self):
+        """Cut every stream at once, as a crashed instance would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def servers(transactional_db, tmp_path):
+    """servers(n) -> n web instances on the test database, stopped after the test."""
+    started = []
+    name = connection.settings_dict["NAME"]
+    url = f"postgres://{connection.settings_dict['USER'] or 'root'}@127.0.0.1:5432/{name}"
+
+    def start(n=1):
+        for _ in range(n):
+            started.append(Server(url, tmp_path).start())
+        return started[-n:]
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def browse(chromium):
+    """browse(server, user) -> a logged-in page on that server, in a context of its own."""
+    contexts = []
+
+    def make(server, username, width=1280):
+        context = chromium.new_context(viewport={"width": width, "height": 900},
+                                       base_url=server.url)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.polls = []
+        page.on("request", lambda r: "/poll/" in r.url and page.polls.append(r.url))
+        return log_in(page, username)
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def item(page, state):
+    return page.locator(f"#item-{state.pk}")
+
+
+def open_live(page, url):
+    page.goto(url)
+    expect(page.locator("#live")).to_have_attribute("data-live", "open")
+
+
+def test_two_pages_see_a_tick_within_a_second_and_again_after_the_stream_is_cut(
+        servers, browse, users, runbook, tmp_path):
+    (server,) = servers(1)
+    member, lead = browse(server, "member"), browse(server, "lead")
+    first, second, third = hand_states(runbook, gated(runbook)[0])[:3]
+    for page in (member, lead):
+        open_live(page, f"/runbooks/{runbook.pk}/")
+    lead.evaluate("document.querySelector('#runbook-body').dataset.mark = 'first load'")
+
+    note = lead.get_by_label(f"Note on: {first.item.text}", exact=True)
+    note.click()
+    note.type("typed while others work")
+    member.get_by_role("button", name=f"Tick: {first.item.text}").click()
+    # Over the stream, within a second, into the very row the lead is typing in.
+    expect(item(lead, first)).to_contain_text("by member", timeout=SEEN_MS)
+    expect(lead.locator("#status-block")).to_contain_text("1 / 136", timeout=SEEN_MS)
+    expect(note).to_have_value("typed while others work")
+    expect(note).to_be_focused()
+
+    # Cut every stream (the server dies); a change lands meanwhile; the server comes back on its
+    # port: both pages reconnect and catch up from their revision, then see new ticks as fast.
+    server.kill()
+    actions.tick(users["member"], ItemState.objects.get(pk=second.pk))
+    server.start()
+    for page in (member, lead):
+        expect(item(page, second)).to_contain_text("by member", timeout=10_000)
+        expect(page.locator("#live")).to_have_attribute("data-live", "open")
+    member.get_by_role("button", name=f"Tick: {third.item.text}").click()
+    expect(item(lead, third)).to_contain_text("by member", timeout=SEEN_MS)
+    expect(lead.locator("#status-block")).to_contain_text("3 / 136", timeout=SEEN_MS)
+    expect(note).to_have_value("typed while others work")
+    # Rows were swapped, never the whole body (it still carries the mark set on first load).
+    assert lead.evaluate("document.querySelector('#runbook-body').dataset.mark") == "first load"
+    screenshot(lead, "live-after-reconnect")
+
+
+def test_a_change_through_one_web_process_reaches_a_page_on_another(servers, browse, users,
+                                                                     runbook):
+    one, two = servers(2)
+    member, lead = browse(one, "member"), browse(two, "lead")
+    for page in (member, lead):
+        open_live(page, f"/runbooks/{runbook.pk}/")
+    first = hand_states(runbook, gated(runbook)[0])[0]
+    polls_before = len(lead.polls)
+    member.get_by_role("button", name=f"Tick: {first.item.text}").click()
+    expect(item(lead, first)).to_contain_text("by member", timeout=SEEN_MS)
+    # Pushed, not polled: the lead's page asked for nothing while its stream was open.
+    assert len(lead.polls) == polls_before
+    # A note typed on the other instance comes back the same way.
+    lead.get_by_label(f"Note on: {first.item.text}", exact=True).fill("seen on instance two")
+    lead.get_by_role("button", name=f"Add note on: {first.item.text}").click()
+    expect(item(member, first).locator(".notes")).to_contain_text("seen on instance two",
+                                                                  timeout=SEEN_MS)
+
+
+def test_the_go_live_page_shows_the_other_leads_approval_live(servers, browse, users, runbook,
+                                                              settings):
+    sign_off_through(runbook, 4, users["member"], users["lead"])
+    actions.request_go_live(users["lead"], runbook, "all signed off")
+    one, two = servers(2)
+    watcher = browse(one, "lead")
+    approver = browse(two, "lead2")
+    for page in (watcher, approver):
+        open_live(page, f"/runbooks/{runbook.pk}/go-live/")
+    expect(watcher.locator("#approvals-h")).to_contain_text("Approvals (0 of")
+    approver.get_by_label("Comment").fill("lead2 agrees")
+    approver.get_by_role("button", name="Approve go-live").click()
+    expect(watcher.get_by_text("lead2 approved")).to_be_visible(timeout=SEEN_MS)
+    expect(watcher.locator("#approvals-h")).to_contain_text("Approvals (1 of",
+                                                            timeout=SEEN_MS)
+    screenshot(watcher, "go-live-live")

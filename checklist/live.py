@@ -17,6 +17,7 @@ revision step and kind of page, and shared by every subscriber asking for the sa
 import asyncio
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -53,9 +54,12 @@ class Subscriber:
 class Hub:
     """The process's subscribers by runbook, the one watcher task, and the shared renders."""
 
-    def __init__(self, poll_interval=None):
+    def __init__(self, poll_interval=None, watch=True):
         self.subscribers = {}  # runbook_id -> set of Subscriber
         self.poll_interval = poll_interval
+        self.watch = watch
+        # Set while the watcher is connected and listening (or polling).
+        self.listening = asyncio.Event()
         self._watcher = None
         self._loop = None
         self._shared = {}  # key -> asyncio.Future of a render in progress
@@ -88,23 +92,20 @@ class Hub:
 
     # --- shared renders -----------------------------------------------------------------------
     async def shared(self, key, render):
-        """`await render()` once for all callers asking for `key` at the same time."""
-        future = self._shared.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._shared[key] = future
-            try:
-                future.set_result(await render())
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # retrieved: no "never retrieved" warning when unshared
-            finally:
-                # Kept for the other callers already waiting; later asks render anew.
-                self._shared.pop(key, None)
-        return await asyncio.shield(future)
+        """`await render()` once for all callers asking for `key` at the same time. The render
+        is a task of its own: a caller that goes away (a closed page) does not cancel it for
+        the others."""
+        task = self._shared.get(key)
+        if task is None:
+            task = self._shared[key] = asyncio.get_running_loop().create_task(render())
+            # Asked again once done, it renders anew (the runbook may have moved on).
+            task.add_done_callback(lambda _: self._shared.pop(key, None))
+        return await asyncio.shield(task)
 
     # --- the watcher --------------------------------------------------------------------------
     def _ensure_watcher(self):
+        if not self.watch:
+            return
         loop = asyncio.get_running_loop()
         if self._watcher is not None and not self._watcher.done() and self._loop is loop:
             return
@@ -133,6 +134,7 @@ class Hub:
                 async with await psycopg.AsyncConnection.connect(conninfo,
                                                                  autocommit=True) as conn:
                     await conn.execute(f"LISTEN {changes.CHANNEL}")
+                    self.listening.set()
                     delay = 0.5
                     # Anything committed while we were not listening: read it once.
                     self.publish_all(await _revisions_async(conn, list(self.subscribers)))
@@ -144,6 +146,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: listen again when it is back
+                self.listening.clear()
                 log.warning("live: LISTEN connection lost (%s); retrying in %.1f s",
                             type(exc).__name__, delay)
                 await asyncio.sleep(delay)
@@ -157,6 +160,7 @@ class Hub:
             try:
                 self.publish_all(await sync_to_async(_revisions, thread_sensitive=False)(
                     list(self.subscribers)))
+                self.listening.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -200,7 +204,7 @@ def _revisions(runbook_ids):
         connection.close()
 
 
-_hubs = {}
+_hubs = weakref.WeakKeyDictionary()
 _hubs_lock = threading.Lock()
 
 

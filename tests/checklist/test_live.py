@@ -1,0 +1,261 @@
+"""The live machinery without a browser: the hub's fan-out and shared renders, the watchers
+(PostgreSQL LISTEN/NOTIFY, the polling one), what each revision records, what an event carries
+(only what changed, never the body), and the stream's own checks (who, which revision)."""
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+from django.urls import reverse
+
+from checklist import actions, changes, deltas, live, live_views
+from checklist.audit import AuditEvent
+from checklist.models import ItemState, Runbook, RunbookChange
+
+from .factories import complete_phase, gated, hand_states, states_of
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+# --- fan-out -------------------------------------------------------------------------------
+
+
+def test_a_change_wakes_every_subscriber_of_its_runbook_and_only_them():
+    async def main():
+        hub = live.Hub(watch=False)
+        mine = [hub.subscribe(1, revision=4) for _ in range(50)]
+        other = hub.subscribe(2, revision=4)
+        hub.publish(1, 5)
+        hub.publish(1, 6)  # two changes before anyone looked: one wake-up, at the newest
+        woken = await asyncio.gather(*(s.wait(1) for s in mine))
+        assert woken == [True] * 50 and {s.latest for s in mine} == {6}
+        assert await other.wait(0.05) is False
+        for s in mine:
+            hub.unsubscribe(s)
+        assert list(hub.subscribers) == [2]
+
+    run(main())
+
+
+def test_subscribers_asking_for_the_same_render_share_one():
+    calls = []
+
+    async def render():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return "event"
+
+    async def main():
+        hub = live.Hub(watch=False)
+        same = await asyncio.gather(*(hub.shared(("runbook", 1, 5, ("member",)), render)
+                                      for _ in range(50)))
+        other = await hub.shared(("runbook", 1, 5, ("lead",)), render)
+        again = await hub.shared(("runbook", 1, 5, ("member",)), render)  # later: anew
+        return same, other, again
+
+    same, other, again = run(main())
+    assert same == ["event"] * 50 and other == again == "event"
+    assert len(calls) == 3
+
+
+# --- watchers ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_listening_process_hears_a_committed_write(users, runbook):
+    st = hand_states(runbook, gated(runbook)[0])[0]
+
+    async def main():
+        # Two hubs, two LISTEN connections: two web instances.
+        hubs = [live.Hub(), live.Hub()]
+        subs = [h.subscribe(runbook.pk, revision=0) for h in hubs]
+        await asyncio.gather(*(asyncio.wait_for(h.listening.wait(), 10) for h in hubs))
+        await sync_to_async(actions.tick)(users["member"], st)
+        assert all(await asyncio.gather(*(s.wait(5) for s in subs)))
+        for h in hubs:
+            await h.stop()
+        return [s.latest for s in subs]
+
+    latest = run(main())
+    assert latest == [Runbook.objects.get(pk=runbook.pk).revision] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_write_notifies_nobody(users, runbook):
+    locked = hand_states(runbook, gated(runbook)[1])[0]  # Migration is locked
+
+    async def main():
+        hub = live.Hub()
+        sub = hub.subscribe(runbook.pk, revision=0)
+        await asyncio.wait_for(hub.listening.wait(), 10)
+        with pytest.raises(actions.Refused):
+            await sync_to_async(actions.tick)(users["member"], locked)
+        woken = await sub.wait(1)
+        await hub.stop()
+        return woken
+
+    assert run(main()) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_polling_watcher_reads_revisions_once_per_interval_for_all_pages(
+        users, runbook, monkeypatch):
+    reads = []
+    plain = live._revisions
+
+    def counted(ids):
+        reads.append(sorted(ids))
+        return plain(ids)
+
+    monkeypatch.setattr(live, "_revisions", counted)
+    st = hand_states(runbook, gated(runbook)[0])[0]
+
+    async def main():
+        hub = live.Hub(poll_interval=0.05)
+        subs = [hub.subscribe(runbook.pk, revision=0) for _ in range(20)]
+        await asyncio.wait_for(hub.listening.wait(), 10)
+        await sync_to_async(actions.tick)(users["member"], st)
+        assert all(await asyncio.gather(*(s.wait(5) for s in subs)))
+        await hub.stop()
+
+    run(main())
+    # One query per interval for the process, naming the runbook once, however many pages.
+    assert reads and all(ids == [runbook.pk] for ids in reads)
+    assert len(reads) < 200
+
+
+# --- what each revision records ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_each_write_records_what_its_revision_changed(users, runbook):
+    pre, migration = gated(runbook)[:2]
+    st = hand_states(runbook, pre)[0]
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.tick(users["member"], st)
+    actions.add_note(users["member"], st, "checked twice")
+    what = changes.since(runbook.pk, start)
+    assert what.state_ids == [st.pk] and what.kinds == {RunbookChange.ITEMS}
+    assert what.revision == start + 2
+
+    complete_phase(runbook, pre, users["member"])
+    before = Runbook.objects.get(pk=runbook.pk).revision
+    actions.sign_off(users["lead"], runbook, pre, "ok")
+    what = changes.since(runbook.pk, before)
+    assert what.phase_ids == [pre.pk, migration.pk]  # signed off, and the one it opens
+
+
+@pytest.mark.django_db
+def test_a_revision_without_a_record_or_too_far_back_cannot_be_told(users, runbook):
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    changes.bump(runbook.pk)  # as an admin edit does: a revision, no record
+    assert changes.since(runbook.pk, start) is None
+    assert changes.since(runbook.pk, start + 1).state_ids == []  # caught up
+    now = Runbook.objects.get(pk=runbook.pk).revision
+    assert changes.since(runbook.pk, now - changes.KEEP - 1) is None
+
+
+# --- what an event carries -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_tick_sends_its_row_headings_and_status_never_the_body(users, runbook):
+    st = hand_states(runbook, gated(runbook)[0])[0]
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.tick(users["member"], st)
+    revision, html = deltas.runbook_event(users["lead"], runbook.pk, start)
+    assert revision == start + 1
+    assert html.count('id="item-') == 1
+    assert f'<li hx-swap-oob="true" class="item checked" id="item-{st.pk}">' in html
+    assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in html
+    assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in html
+    assert 'id="status-block"' in html and "Overall: <strong>1 / 136</strong>" in html
+    assert f'id="runbook-rev" name="rev" value="{revision}"' in html
+    assert 'id="runbook-body"' not in html
+    assert len(html) < 10_000, len(html)
+    # The auditor's rows offer no buttons; the member's do.
+    _, audited = deltas.runbook_event(users["auditor"], runbook.pk, start)
+    assert "Untick" not in audited and "Untick" in html
+
+
+@pytest.mark.django_db
+def test_a_sign_off_sends_the_rows_of_the_phase_it_opens(users, runbook):
+    pre, migration = gated(runbook)[:2]
+    complete_phase(runbook, pre, users["member"])
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.sign_off(users["lead"], runbook, pre, "ok")
+    _, html = deltas.runbook_event(users["member"], runbook.pk, start)
+    opened = states_of(runbook, migration)
+    assert html.count('id="item-') == len(states_of(runbook, pre)) + len(opened)
+    assert f'id="phase-head-{pre.pk}"' in html and f'id="phase-head-{migration.pk}"' in html
+    assert 'id="runbook-body"' not in html
+
+
+@pytest.mark.django_db
+def test_a_page_the_records_cannot_bring_up_to_date_gets_the_body(users, runbook):
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    changes.bump(runbook.pk)
+    revision, html = deltas.runbook_event(users["member"], runbook.pk, start)
+    assert revision == start + 1
+    assert html.startswith('<div hx-swap-oob="true" id="runbook-body">')
+
+
+def test_an_event_is_one_sse_message_whose_id_is_the_revision():
+    text = live_views.event(7, '<li id="item-1">\n\n  <span>x</span>\n</li>')
+    assert text == b'id: 7\ndata: <li id="item-1">\ndata:   <span>x</span>\ndata: </li>\n\n'
+
+
+# --- the stream ----------------------------------------------------------------------------
+
+
+def test_under_wsgi_the_stream_answers_204_and_the_page_polls(client, users, runbook):
+    client.force_login(users["member"], backend="django.contrib.auth.backends.ModelBackend")
+    response = client.get(reverse("runbook-events", args=[runbook.pk]))
+    assert response.status_code == 204
+    page = client.get(reverse("runbook", args=[runbook.pk])).content.decode()
+    assert "sse-connect" not in page and 'class="poller"' in page
+
+
+async def _first_events(client, url, count, **kwargs):
+    response = await client.get(url, **kwargs)
+    if not response.streaming:
+        return response, []
+    chunks, stream = [], response.streaming_content
+    try:
+        while len(chunks) < count:
+            chunks.append(await asyncio.wait_for(anext(stream), 10))
+    finally:
+        await stream.aclose()
+    return response, chunks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stream_checks_who_reads_and_catches_up_from_the_last_event_id(users, runbook):
+    st = hand_states(runbook, gated(runbook)[0])[0]
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.tick(users["member"], st)
+    url = reverse("runbook-events", args=[runbook.pk])
+
+    async def as_user(name, **kwargs):
+        client = AsyncClient()
+        if name:
+            await client.aforce_login(users[name],
+                                      backend="django.contrib.auth.backends.ModelBackend")
+        return await _first_events(client, url, 2, **kwargs)
+
+    response, _ = run(as_user(None))
+    assert response.status_code == 403
+    denied = AuditEvent.objects.filter(action="denied").count()
+    response, _ = run(as_user("nobody"))
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="denied").count() == denied + 1  # on the record
+    response, _ = run(as_user("member", query_params={"rev": "abc"}))
+    assert response.status_code == 400
+
+    response, (retry, caught_up) = run(as_user("auditor", headers={"Last-Event-ID": str(start)}))
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    assert retry.startswith(b"retry: ")
+    assert caught_up.startswith(f"id: {start + 1}\n".encode())
+    assert f'id="item-{st.pk}"'.encode() in caught_up

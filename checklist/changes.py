@@ -10,7 +10,7 @@ its whole body.
 """
 from django.db import connection, transaction
 
-from .models import Item, ItemState, Runbook, RunbookChange
+from .models import ItemState, Runbook, RunbookChange
 
 CHANNEL = "mingus_runbook"
 # Records kept per runbook: a page further behind than this gets its whole body again.
@@ -21,21 +21,25 @@ def bump(runbook_id):
     """Take the runbook's row lock and move it to its next revision; returns that revision
     (None when there is no such runbook). The caller's transaction carries the NOTIFY."""
     table = Runbook._meta.db_table
+    update = f"UPDATE {table} SET revision = revision + 1 WHERE id = %s RETURNING id, revision"
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET revision = revision + 1 WHERE id = %s "
-                       "RETURNING revision", [runbook_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"{runbook_id}:{row[0]}"])
-    return row[0]
+            # One statement: writes are counted in queries, and this runs on every one.
+            cursor.execute(f"WITH bumped AS ({update}) SELECT revision, pg_notify(%s, "
+                           "id::text || ':' || revision::text) FROM bumped",
+                           [runbook_id, CHANNEL])
+        else:
+            cursor.execute(update, [runbook_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def record(runbook, kind, states=(), phases=(), run=None):
     """Note what the runbook's current revision changed: item states (instances or ids), phases
-    whose state changed, a run. Call it inside the write's transaction, after `bump`."""
-    revision = Runbook.objects.filter(pk=runbook.pk).values_list("revision", flat=True).get()
+    whose state changed, a run. Call it inside the write's transaction, after `bump`, with the
+    runbook as read after the bump (a stale one records under an older revision, and the newer
+    one, unrecorded, makes pages reload their body: never a missed change)."""
+    revision = runbook.revision
     RunbookChange.objects.create(
         runbook_id=runbook.pk, revision=revision, kind=kind,
         state_ids=sorted({getattr(s, "pk", s) for s in states}),
@@ -50,12 +54,12 @@ def run_changed(run):
     """A job run moved (progress, log, end): a revision of its own, recording the rows that show
     the run (the items it earns), in one transaction so the NOTIFY never precedes the record."""
     with transaction.atomic():
-        if bump(run.runbook_id) is None:
+        revision = bump(run.runbook_id)
+        if revision is None:
             return None
-        items = Item.objects.filter(runs=run.pk)
-        states = ItemState.objects.filter(runbook_id=run.runbook_id, item__in=items)
-        return record(run.runbook, RunbookChange.RUN, states=states.values_list("pk", flat=True),
-                      run=run)
+        states = ItemState.objects.filter(runbook_id=run.runbook_id, item__runs=run.pk)
+        return record(Runbook(pk=run.runbook_id, revision=revision), RunbookChange.RUN,
+                      states=states.values_list("pk", flat=True), run=run)
 
 
 class Since:

@@ -126,7 +126,8 @@ def test_item_write_query_count_does_not_grow_with_items(client, users, runbook)
             counts[(rb.name, verb)] = len(ctx)
     for verb in ("tick", "note", "untick"):
         assert counts[("MINGUS production", verb)] == counts[("small", verb)], counts
-    assert max(counts.values()) <= 32, counts
+    # 33: the write records what its revision changed (one insert) for the live pages.
+    assert max(counts.values()) <= 33, counts
 
 
 def test_not_applicable_and_back_answer_with_the_row(client, users, runbook):

@@ -71,6 +71,29 @@ def test_make_run_serves_the_app_and_its_worker_runs_jobs(quickstart):
                                               headers={"Referer": f"{base}/login/"})).read().decode()
     assert "MINGUS production (demo)" in page
 
+    # The same ASGI server as app-spec.yaml: the runbook page streams its changes, here from the
+    # embedded SQLite (the watcher reads the revision), a tick made by another process included.
+    assert "sse-connect" in opener.open(f"{base}/runbooks/1/").read().decode()
+    stream = opener.open(f"{base}/runbooks/1/events/?page=runbook&rev=0", timeout=60)
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert stream.readline().startswith(b"retry: ")
+    tick = ("from checklist import actions; from checklist.models import ItemState;"
+            "from django.contrib.auth.models import User;"
+            "st = ItemState.objects.filter(runbook_id=1, item__job_bindings__isnull=True)"
+            ".order_by('pk').first();"
+            "actions.tick(User.objects.get(username='member'), st); print('TICKED', st.pk)")
+    ticked = subprocess.run([sys.executable, "manage.py", "shell", "-c", tick], cwd=REPO,
+                            env=dict(env, DEBUG="true"), capture_output=True, text=True)
+    state = re.search(r"TICKED (\d+)", ticked.stdout)
+    assert state, ticked.stdout + ticked.stderr
+    event = b""
+    while not event.startswith(b"id: "):  # past any ": ping" comment
+        event = b""
+        while not event.endswith(b"\n\n"):
+            event += stream.readline()
+    assert event.startswith(b"id: ") and f'id="item-{state.group(1)}"'.encode() in event
+    stream.close()
+
     manage = [sys.executable, "manage.py"]
     env = dict(env, DEBUG="true")
     subprocess.run(manage + ["shell", "-c",

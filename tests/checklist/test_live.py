@@ -2,6 +2,7 @@
 (PostgreSQL LISTEN/NOTIFY, the polling one), what each revision records, what an event carries
 (only what changed, never the body), and the stream's own checks (who, which revision)."""
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,7 +17,9 @@ from .factories import complete_phase, gated, hand_states, states_of
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
+    # A thread of its own: Playwright's sync API may hold an event loop in the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, 60)).result()
 
 
 # --- fan-out -------------------------------------------------------------------------------

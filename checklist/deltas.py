@@ -102,10 +102,50 @@ def _row(st, runbook):
 
 
 def go_live_event(user, runbook_id, revision):
-    """The go-live page's body for this viewer (their own Approve button), when anything
-    changed: approvals, the request, sign-offs and the status block all show on it."""
-    from .views import runbook_context
-
+    """The go-live page's body for this viewer (their own Approve button) when what it shows
+    changed (approvals, the request, sign-offs, counts); a job's progress changes none of it."""
     runbook = Runbook.objects.select_related("template").get(pk=runbook_id)
-    context = runbook_context(Viewer(user), runbook)
+    what = changes.since(runbook_id, revision, current=runbook.revision)
+    if what is not None and not (what.kinds & {RunbookChange.GO_LIVE, RunbookChange.PHASES,
+                                               RunbookChange.ITEMS}):
+        return runbook.revision, ""
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    context = {"runbook": runbook, "facts": facts, "summary": rules.status_block(facts),
+               "may_request_go_live": bool(rules.can_request_go_live(user, facts)),
+               "may_approve_go_live": bool(rules.can_approve_go_live(user, facts))}
     return runbook.revision, oob(render_to_string("checklist/_go_live_body.html", context))
+
+
+def _touches(what, state_ids=(), phase_ids=(), run_ids=()):
+    """Whether the changes `what` (None: unknown) can show on a page about these."""
+    return (what is None or bool(set(what.state_ids) & set(state_ids))
+            or bool(set(what.phase_ids) & set(phase_ids))
+            or bool(set(what.run_ids) & set(run_ids)))
+
+
+def item_event(user, runbook_id, revision, state_id):
+    """The item page's body, when a change touched the item or its phase; else nothing."""
+    from .models import ItemState
+    from .views import item_detail_context
+
+    state = (ItemState.objects.select_related("runbook__template", "item__group__phase",
+                                              "checked_by").get(pk=state_id, runbook_id=runbook_id))
+    what = changes.since(runbook_id, revision, current=state.runbook.revision)
+    if not _touches(what, [state.pk], [state.item.group.phase_id]):
+        return state.runbook.revision, ""
+    return state.runbook.revision, oob(render_to_string(
+        "checklist/_item_body.html", item_detail_context(user, state)))
+
+
+def run_event(user, runbook_id, revision, run_id):
+    """The run page's body, when the run moved; else nothing."""
+    from .models import TaskRun
+    from .views import run_detail_context
+
+    run = TaskRun.objects.select_related("runbook__template", "started_by").get(
+        pk=run_id, runbook_id=runbook_id)
+    what = changes.since(runbook_id, revision, current=run.runbook.revision)
+    if not _touches(what, run_ids=[run.pk]):
+        return run.runbook.revision, ""
+    return run.runbook.revision, oob(render_to_string(
+        "checklist/_run_body.html", run_detail_context(user, run)))

@@ -23,11 +23,13 @@ from django.http import (HttpResponse, HttpResponseBadRequest, HttpResponseNotAl
                          StreamingHttpResponse)
 
 from . import actions, deltas, live, rules
-from .models import Runbook
+from .models import ItemState, Runbook, TaskRun
 
 log = logging.getLogger(__name__)
 
-PAGES = {"runbook": deltas.runbook_event, "go-live": deltas.go_live_event}
+# page -> (render, the query parameter naming the page's object, if any)
+PAGES = {"runbook": (deltas.runbook_event, None), "go-live": (deltas.go_live_event, None),
+         "item": (deltas.item_event, "state"), "run": (deltas.run_event, "run")}
 
 
 def streams(request):
@@ -48,17 +50,26 @@ async def runbook_events(request, runbook_id):
     if since is None:
         return HttpResponseBadRequest("'rev' (or Last-Event-ID) must be a revision number.",
                                       content_type="text/plain")
+    render, param = PAGES[page]
+    pk = None
+    if param:
+        pk = request.GET.get(param, "")
+        if not pk.isdigit() or len(pk) > 18:
+            return HttpResponseBadRequest(f"'{param}' must be an id.", content_type="text/plain")
+        pk = int(pk)
     user = await request.auser()
-    opened = await sync_to_async(_open)(user, runbook_id)
+    opened = await sync_to_async(_open)(user, runbook_id, param, pk)
     if isinstance(opened, HttpResponse):
         return opened
     current, key = opened
-    if page == "go-live":
-        key = (key, user.pk)  # the Approve button is each lead's own
+    if page in ("go-live", "item", "run"):
+        key = (key, user.pk, pk)  # the Approve button is each lead's own; pages of one thing
     hub = live.hub()
     # A page claiming a revision the runbook never had is from another database: it reloads.
     sub = hub.subscribe(runbook_id, since if since <= current else 0, latest=current)
-    render = functools.partial(PAGES[page], user)
+    render = functools.partial(render, user)
+    if pk is not None:
+        render = functools.partial(_with_pk, render, pk)
     response = StreamingHttpResponse(_events(hub, sub, page, key, render),
                                      content_type="text/event-stream")
     response["Cache-Control"] = "no-cache, no-transform"
@@ -79,7 +90,11 @@ def _since(request):
     return max(revisions, default=0)
 
 
-def _open(user, runbook_id):
+def _with_pk(render, pk, runbook_id, revision):
+    return render(runbook_id, revision, pk)
+
+
+def _open(user, runbook_id, param=None, pk=None):
     """(current revision, render key) when the user may read the runbook, else the refusal.
     Runs in the request's thread, whose database connection is closed before streaming."""
     try:
@@ -96,6 +111,10 @@ def _open(user, runbook_id):
         current = Runbook.objects.filter(pk=runbook_id).values_list("revision", flat=True).first()
         if current is None:
             return HttpResponse("No such runbook.", status=404, content_type="text/plain")
+        model = {"state": ItemState, "run": TaskRun}.get(param)
+        if model is not None and not model.objects.filter(pk=pk, runbook_id=runbook_id).exists():
+            return HttpResponse(f"No such {param} in this runbook.", status=404,
+                                content_type="text/plain")
         return current, deltas.role_key(user)
     finally:
         # The stream may stay open for hours: it must not keep this request's connection.
@@ -110,7 +129,8 @@ def _render(render, runbook_id, revision):
 
 
 def event(revision, html):
-    """One server-sent event: its id is the revision it brings the page to."""
+    """One server-sent event: its id is the revision it brings the page to. Without html it
+    still moves the page's Last-Event-ID on (EventSource dispatches nothing)."""
     data = "".join(f"data: {line}\n" for line in html.splitlines() if line.strip())
     return f"id: {revision}\n{data}\n".encode()
 

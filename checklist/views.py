@@ -455,9 +455,14 @@ def run_detail(request, runbook_id, run_id):
         # 286 tells htmx to stop polling: the run has ended, this is its last state.
         return render(request, "checklist/_run_progress.html", context,
                       status=200 if run.active else 286)
-    context["evidence"] = list(run.evidence.all())
-    context["items"] = list(run.items.select_related("group__phase"))
-    return render(request, "checklist/run.html", context)
+    return render(request, "checklist/run.html", run_detail_context(request.user, run))
+
+
+def run_detail_context(user, run):
+    """What the run page shows (its live stream renders the body from it too)."""
+    return {"run": run, "runbook": run.runbook, "may_work": bool(rules.can_work(user)),
+            "evidence": list(run.evidence.all()),
+            "items": list(run.items.select_related("group__phase"))}
 
 
 # --- Item detail and evidence -----------------------------------------------------------------
@@ -470,8 +475,13 @@ def item_detail(request, runbook_id, state_id):
         ItemState.objects.select_related("runbook__template", "item__group__phase", "checked_by"),
         pk=state_id, runbook_id=runbook_id,
     )
+    return render(request, "checklist/item_detail.html", item_detail_context(request.user, state))
+
+
+def item_detail_context(user, state):
+    """What the item page shows (its live stream renders the body from it too)."""
     runbook = state.runbook
-    facts = rules.RunbookFacts.load(runbook)
+    facts = rules.RunbookFacts.load(runbook, states=False)
     status = facts.status(state.item.group.phase_id)
     events = list(
         AuditEvent.objects.filter(runbook=runbook, item=state.item).select_related("actor")
@@ -481,15 +491,15 @@ def item_detail(request, runbook_id, state_id):
         TaskRun.objects.filter(runbook=runbook, items=state.item)
         .select_related("started_by").prefetch_related("evidence").order_by("-created_at", "-pk")
     )
-    return render(request, "checklist/item_detail.html", {
+    return {
         "runbook": runbook,
         "st": state,
         "status": status,
         "notes": list(state.notes.select_related("author")),
         "events": events,
         "runs": runs,
-        "may_view_history": bool(rules.can_view_history(request.user)),
-    })
+        "may_view_history": bool(rules.can_view_history(user)),
+    }
 
 
 @require_GET

@@ -16,7 +16,8 @@
   document.addEventListener("htmx:sseClose", function () { setLive(false); });
   document.addEventListener("htmx:beforeRequest", function (e) {
     var elt = e.detail.elt;
-    if (live && elt && elt.classList && elt.classList.contains("poller")) e.preventDefault();
+    // The runbook's poller and the run panels' progress polls: the stream brings both.
+    if (live && elt && elt.matches && elt.matches(".poller, .run-panel")) e.preventDefault();
   });
   // Each event's id is the revision it brought the page to: a reconnect (the extension opens a
   // new EventSource, which sends no Last-Event-ID) resumes from there, not from the first load.

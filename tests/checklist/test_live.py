@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from checklist import actions, changes, deltas, live, live_views
 from checklist.audit import AuditEvent
-from checklist.models import ItemState, Runbook, RunbookChange
+from checklist.models import ItemState, Runbook, RunbookChange, TaskRun
 
 from .factories import complete_phase, gated, hand_states, states_of
 
@@ -205,7 +205,46 @@ def test_a_page_the_records_cannot_bring_up_to_date_gets_the_body(users, runbook
     assert html.startswith('<div hx-swap-oob="true" id="runbook-body">')
 
 
+@pytest.mark.django_db
+def test_the_item_page_gets_its_body_when_its_item_changed_and_nothing_otherwise(users, runbook):
+    mine, other = hand_states(runbook, gated(runbook)[0])[:2]
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.tick(users["member"], other)
+    revision, html = deltas.item_event(users["member"], runbook.pk, start, mine.pk)
+    assert (revision, html) == (start + 1, "")
+    actions.add_note(users["lead"], mine, "looked at it")
+    revision, html = deltas.item_event(users["member"], runbook.pk, start + 1, mine.pk)
+    assert revision == start + 2 and html.startswith('<div hx-swap-oob="true" id="item-body">')
+    assert "looked at it" in html
+
+
+@pytest.mark.django_db
+def test_the_run_page_gets_its_body_when_its_run_moved(users, runbook):
+    run = TaskRun.objects.create(runbook=runbook, kind="backup", state=TaskRun.RUNNING,
+                                 step="copying accounts", log="line one")
+    other = TaskRun.objects.create(runbook=runbook, kind="assess", state=TaskRun.RUNNING)
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    changes.run_changed(other)
+    assert deltas.run_event(users["member"], runbook.pk, start, run.pk) == (start + 1, "")
+    changes.run_changed(run)
+    _, html = deltas.run_event(users["member"], runbook.pk, start + 1, run.pk)
+    assert html.startswith('<div hx-swap-oob="true" id="run-body">')
+    assert "copying accounts" in html and "Full log" not in html  # the tail, while it runs
+
+
+@pytest.mark.django_db
+def test_the_go_live_page_skips_changes_it_does_not_show(users, runbook):
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    actions.set_contact(users["lead"], runbook, runbook.template.contact_fields.first(), "Ann")
+    assert deltas.go_live_event(users["lead"], runbook.pk, start) == (start + 1, "")
+    actions.tick(users["member"], hand_states(runbook, gated(runbook)[0])[0])
+    _, html = deltas.go_live_event(users["lead"], runbook.pk, start + 1)
+    assert html.startswith('<div hx-swap-oob="true" id="go-live-body">')
+    assert "Overall: <strong>1 / 136</strong>" in html
+
+
 def test_an_event_is_one_sse_message_whose_id_is_the_revision():
+    assert live_views.event(8, "") == b"id: 8\n\n"  # moves Last-Event-ID, dispatches nothing
     text = live_views.event(7, '<li id="item-1">\n\n  <span>x</span>\n</li>')
     assert text == b'id: 7\ndata: <li id="item-1">\ndata:   <span>x</span>\ndata: </li>\n\n'
 

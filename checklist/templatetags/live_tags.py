@@ -20,6 +20,7 @@ def live_events(context, runbook, page="runbook", pk=None):
     if pk is not None:
         param = {"item": "state", "run": "run"}[page]
         url += f"&{param}={int(pk)}"
-    # hx-swap="none": an event holds only out-of-band swaps, each finding its element by id.
-    return format_html('<div id="live" hidden hx-ext="sse" sse-connect="{}" sse-swap="message" '
-                       'hx-swap="none" data-live="closed"></div>', url)
+    # hx-swap="none": an event holds only out-of-band swaps, each finding its element by id
+    # (the "live" extension in live.js drops those the page does not show).
+    return format_html('<div id="live" hidden hx-ext="sse,live" sse-connect="{}" '
+                       'sse-swap="message" hx-swap="none" data-live="closed"></div>', url)

@@ -29,6 +29,20 @@
     url.searchParams.set("rev", id);
     el.setAttribute("sse-connect", url.pathname + url.search);
   });
+  // An event may carry rows the page does not show (a collapsed phase loads its rows when it is
+  // opened): drop the pieces with no element to replace, before htmx looks for them.
+  htmx.defineExtension("live", {
+    transformResponse: function (text) {
+      var box = document.createElement("template");
+      box.innerHTML = text;
+      var kept = [];
+      for (var i = 0; i < box.content.children.length; i++) {
+        var piece = box.content.children[i];
+        if (!piece.id || document.getElementById(piece.id)) kept.push(piece.outerHTML);
+      }
+      return kept.join("\n");
+    }
+  });
   // A swapped row keeps the panels its reader opened or closed (the server renders defaults).
   document.addEventListener("htmx:oobBeforeSwap", function (e) {
     var target = e.detail.target, fragment = e.detail.fragment;

@@ -10,12 +10,11 @@ Renders are plain functions of (viewer, runbook, what changed): the same for eve
 the same roles, which is what lets checklist.live render once and send to many.
 """
 import re
-from types import SimpleNamespace
 
 from django.template.loader import render_to_string
 
-from . import changes, rules
-from .models import Runbook, RunbookChange
+from . import changes, pages, rules
+from .models import ItemState, Runbook, RunbookChange
 
 _FIRST_TAG = re.compile(r"^(<[a-zA-Z][\w-]*)")
 
@@ -28,77 +27,38 @@ def oob(html):
     return _FIRST_TAG.sub(r'\1 hx-swap-oob="true"', html, count=1)
 
 
-class Viewer(SimpleNamespace):
-    """What a page's render needs of a request: the user (renders never touch the session)."""
-
-    def __init__(self, user):
-        super().__init__(user=user, htmx=False, method="GET", GET={}, POST={}, META={},
-                         COOKIES={})
-
-
 def role_key(user):
-    """Viewers with the same key see the same runbook page."""
-    return tuple(sorted(rules.roles(user)))
+    """Viewers with the same key see the same runbook page (checklist.pages.viewer_key)."""
+    return pages.viewer_key(user)
 
 
 def runbook_event(user, runbook_id, revision):
     """(revision, html) for a runbook page at `revision`: what changed since, or the body."""
-    from .views import runbook_context
-
     runbook = Runbook.objects.select_related("template").get(pk=runbook_id)
     what = changes.since(runbook_id, revision, current=runbook.revision)
-    context = runbook_context(Viewer(user), runbook)
     if what is None:
-        return runbook.revision, oob(render_to_string("checklist/_runbook_body.html", context))
-    return runbook.revision, runbook_delta(context, what)
+        return runbook.revision, oob(render_to_string(
+            "checklist/_runbook_body.html", pages.runbook_context(user, runbook)))
+    return runbook.revision, runbook_delta(user, runbook, what)
 
 
-def runbook_delta(context, what):
-    """The out-of-band swaps for `what` (a changes.Since) from a full runbook page context."""
-    runbook = context["runbook"]
-    phase_ids = set(what.phase_ids)
-    by_state = {}
-    for ps in context["phases"]:
-        for group in ps.group_list:
-            for st in group.state_list:
-                by_state[st.pk] = (ps, group, st)
-    rows, groups, heads = [], {}, {}
-    for ps in context["phases"]:
-        if ps.phase.pk in phase_ids:
-            heads[ps.phase.pk] = ps
-    for state_id in what.state_ids:
-        if state_id in by_state:
-            ps, group, st = by_state[state_id]
-            groups[group.pk], heads[ps.phase.pk] = group, ps
-    for ps in context["phases"]:
-        if ps.phase.pk in phase_ids:
-            for group in ps.group_list:
-                groups[group.pk] = group
-    for ps in context["phases"]:
-        for group in ps.group_list:
-            for st in group.state_list:
-                if st.pk in what.state_ids or ps.phase.pk in phase_ids:
-                    rows.append(_row(st, runbook))
-    base = {"runbook": runbook, "in_runbook": True, "oob": True}
-    parts = [render_to_string("checklist/_sync.html", base)]
-    parts += rows
-    parts += [render_to_string("checklist/_group_head.html", {**base, "group": g})
-              for g in groups.values()]
-    parts += [render_to_string("checklist/_phase_head.html", {**base, "ps": ps})
-              for ps in heads.values()]
-    parts.append(render_to_string("checklist/_status_block.html",
-                                  {**base, "summary": context["summary"]}))
+def runbook_delta(user, runbook, what):
+    """The out-of-band swaps for `what` (a changes.Since): the page's revision, the changed rows
+    (and every row of a phase whose state changed) with their headings and the status block
+    (pages.render_deltas), the contacts when they changed."""
+    state_ids = set(what.state_ids)
+    if what.phase_ids:
+        state_ids |= set(ItemState.objects.filter(
+            runbook=runbook, item__group__phase_id__in=what.phase_ids).values_list("pk", flat=True))
+    parts = [render_to_string("checklist/_sync.html", {"runbook": runbook, "oob": True})]
+    if state_ids:
+        parts.append(pages.render_deltas(user, runbook, sorted(state_ids)))
+    else:
+        parts.append(pages.render_status(user, runbook))
     if RunbookChange.CONTACTS in what.kinds:
-        parts.append(oob(render_to_string("checklist/_contacts.html", context)))
-    return "\n".join(parts)
-
-
-def _row(st, runbook):
-    html = getattr(st, "html", None)
-    if html is None:
-        html = render_to_string("checklist/_item.html",
-                                {"st": st, "runbook": runbook, "in_runbook": True})
-    return oob(html)
+        parts.append(oob(render_to_string("checklist/_contacts.html",
+                                          pages.runbook_context(user, runbook))))
+    return "\n".join(p.strip() for p in parts if p.strip())
 
 
 def go_live_event(user, runbook_id, revision):

@@ -171,7 +171,7 @@ def test_a_tick_sends_its_row_headings_and_status_never_the_body(users, runbook)
     revision, html = deltas.runbook_event(users["lead"], runbook.pk, start)
     assert revision == start + 1
     assert html.count('id="item-') == 1
-    assert f'<li hx-swap-oob="true" class="item checked" id="item-{st.pk}">' in html
+    assert f'<li class="item checked" id="item-{st.pk}" hx-swap-oob="true">' in html
     assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in html
     assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in html
     assert 'id="status-block"' in html and "Overall: <strong>1 / 136</strong>" in html

@@ -384,7 +384,8 @@ def _withdraw_from(runbook, phase, user, reason, facts):
                      after={"state": request.state, "reason": request.withdrawn_reason})
     if withdrawn:
         # Every later gated phase locks again: all their rows change.
-        changes.record(runbook, RunbookChange.PHASES, phases=later)
+        changes.record(runbook, RunbookChange.PHASES,
+                       phases=[p for p in facts.gated if p.order >= phase.order])
     return withdrawn
 
 

@@ -13,7 +13,7 @@ import re
 
 from django.template.loader import render_to_string
 
-from . import changes, pages, rules
+from . import changes, pages
 from .models import ItemState, Runbook, RunbookChange
 
 _FIRST_TAG = re.compile(r"^(<[a-zA-Z][\w-]*)")
@@ -36,7 +36,9 @@ def runbook_event(user, runbook_id, revision):
     """(revision, html) for a runbook page at `revision`: what changed since, or the body."""
     runbook = Runbook.objects.select_related("template").get(pk=runbook_id)
     what = changes.since(runbook_id, revision, current=runbook.revision)
-    if what is None:
+    if what is None or RunbookChange.PHASES in what.kinds:
+        # Unknown changes, or a phase signed off or withdrawn: the page is built around the
+        # phase in focus (first and open, the others collapsed), which moved: the body changed.
         return runbook.revision, oob(render_to_string(
             "checklist/_runbook_body.html", pages.runbook_context(user, runbook)))
     return runbook.revision, runbook_delta(user, runbook, what)
@@ -57,7 +59,7 @@ def runbook_delta(user, runbook, what):
         parts.append(pages.render_status(user, runbook))
     if RunbookChange.CONTACTS in what.kinds:
         parts.append(oob(render_to_string("checklist/_contacts.html",
-                                          pages.runbook_context(user, runbook))))
+                                          pages.contacts_context(user, runbook))))
     return "\n".join(p.strip() for p in parts if p.strip())
 
 
@@ -69,11 +71,8 @@ def go_live_event(user, runbook_id, revision):
     if what is not None and not (what.kinds & {RunbookChange.GO_LIVE, RunbookChange.PHASES,
                                                RunbookChange.ITEMS}):
         return runbook.revision, ""
-    facts = rules.RunbookFacts.load(runbook, states=False)
-    context = {"runbook": runbook, "facts": facts, "summary": rules.status_block(facts),
-               "may_request_go_live": bool(rules.can_request_go_live(user, facts)),
-               "may_approve_go_live": bool(rules.can_approve_go_live(user, facts))}
-    return runbook.revision, oob(render_to_string("checklist/_go_live_body.html", context))
+    return runbook.revision, oob(render_to_string("checklist/_go_live_body.html",
+                                                  pages.go_live_context(user, runbook)))
 
 
 def _touches(what, state_ids=(), phase_ids=(), run_ids=()):

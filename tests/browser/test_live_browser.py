@@ -140,7 +140,7 @@ def test_two_pages_see_a_tick_within_a_second_and_again_after_the_stream_is_cut(
     expect(item(member, first)).to_contain_text("by member")  # the write is done
     # Over the stream, within a second, into the very row the lead is typing in.
     expect(item(lead, first)).to_contain_text("by member", timeout=SEEN_MS)
-    expect(lead.locator("#status-block")).to_contain_text("1 / 136", timeout=SEEN_MS)
+    expect(lead.locator("#status-block")).to_contain_text("Work: 1 / 112", timeout=SEEN_MS)
     expect(note).to_have_value("typed while others work")
     expect(note).to_be_focused()
 
@@ -155,7 +155,7 @@ def test_two_pages_see_a_tick_within_a_second_and_again_after_the_stream_is_cut(
     member.get_by_role("button", name=f"Tick: {third.item.text}").click()
     expect(item(member, third)).to_contain_text("by member")
     expect(item(lead, third)).to_contain_text("by member", timeout=SEEN_MS)
-    expect(lead.locator("#status-block")).to_contain_text("3 / 136", timeout=SEEN_MS)
+    expect(lead.locator("#status-block")).to_contain_text("Work: 3 / 112", timeout=SEEN_MS)
     expect(note).to_have_value("typed while others work")
     screenshot(lead, "live-after-reconnect")
     # Nothing was refused; the console mentions only the cut (the extension logs its error).

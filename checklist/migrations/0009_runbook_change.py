@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('checklist', '0007_runbook_bindings'),
+        ('checklist', '0008_item_and_phase_keys'),
     ]
 
     operations = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,7 @@ def job_path(db: Path) -> dict:
         connections.close_all()
         _drop(app_name)
         _drop(target_name)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:

@@ -43,6 +43,9 @@ class JobKind:
     # ((key, label), ...: the success criteria, the rollback triggers). The handler's
     # item_outcomes are keyed by these keys for items bound to a part.
     parts: tuple = ()
+    # Who may start it: "member" (anyone who may run jobs) or "lead" (rules.can_run_job), for jobs
+    # that change production, such as rolling the deployed app back.
+    who: str = "member"
 
 
 # name -> JobKind, filled by the apps' AppConfig.ready() through register().

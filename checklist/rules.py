@@ -723,10 +723,14 @@ def can_approve_go_live(user, facts):
 
 def can_run_job(user, runbook, kind, items, facts):
     """Members and leads run jobs on items whose phase is open (a job with no bound item on this
-    template may run once the runbook's first phase is open)."""
+    template may run once the runbook's first phase is open); a kind declared for leads
+    (`JobKind.who == "lead"`) only members of the lead group."""
     decision = can_work(user)
     if not decision:
         return decision
+    if kind.who == LEAD and not is_lead(user):
+        return _forbid(f"Only members of the lead group run '{kind.title}': it changes "
+                       "production.")
     if items:
         locked = [facts.status(i.group.phase_id) for i in items]
         if all(s.state == LOCKED for s in locked):

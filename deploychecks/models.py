@@ -260,8 +260,26 @@ class RunbookProofSettings(models.Model):
     announce_note = models.TextField(blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    # What a lead edits on the proof settings page (and the audit snapshot holds); the token is
+    # set apart (write-only) and only its redacted form is ever shown or audited.
+    FIELDS = [
+        "do_api_endpoint", "do_app_id", "do_database_id", "do_min_pg_version",
+        "do_deploy_timeout_seconds", "do_min_cert_days", "repo_path", "repo_commit",
+        "repo_scripts", "repo_config_files", "docs_map", "app_tables", "app_seed_rows",
+        "app_admin_sql", "app_db_user", "junit_path", "test_map", "window_start", "window_end",
+        "announce_note",
+    ]
+
     def __str__(self):
         return f"proof settings of runbook #{self.runbook_id}"
+
+    def snapshot(self):
+        """The settings as the audit log keeps them: the token only in its redacted form."""
+        data = {f: getattr(self, f) for f in self.FIELDS}
+        for key in ("window_start", "window_end"):
+            data[key] = data[key].isoformat() if data[key] else None
+        data["do_token"] = self.do_token_redacted
+        return data
 
     @classmethod
     def of(cls, runbook):

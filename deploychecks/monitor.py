@@ -1,5 +1,7 @@
 """Monitoring: periodic samples of the deployed app's health endpoint, the target database
-(connect, SELECT 1) and its connection use, kept as history; uptime is computed from them.
+(connect, SELECT 1) and its connection use, kept as history; uptime is computed from them. A
+database sample that fails after a good one notifies the runbook's recipients (the database
+connection failure alert).
 
 Beat runs `deploychecks.monitor_due` every few seconds; a runbook is sampled when its
 `monitor_interval_seconds` (0 = off) has passed since its last sample. Uptime is the share of
@@ -23,6 +25,7 @@ from checks.report import CheckInputError
 from . import triggers
 from .criteria import uptime
 from .models import MonitorSample, RunbookCheckSettings
+from .notify import notify_database_down
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,15 @@ def sample(runbook, cs=None):
     now = timezone.now()
     rows = [MonitorSample(runbook=runbook, kind=k, ok=ok, latency_ms=ms, figures=f,
                           detail=d[:500], taken_at=now) for k, ok, ms, f, d in found]
+    before = (MonitorSample.objects.filter(runbook=runbook, kind=MonitorSample.DATABASE)
+              .values_list("ok", flat=True).first())
     with transaction.atomic():
         MonitorSample.objects.bulk_create(rows)
         RunbookCheckSettings.objects.filter(pk=cs.pk).update(last_monitored_at=now)
+    # The database connection failure alert: once, when a good database sample turns bad.
+    failed = next((r for r in rows if r.kind == MonitorSample.DATABASE and not r.ok), None)
+    if failed is not None and before:
+        notify_database_down(runbook, failed)
     return rows
 
 

@@ -46,10 +46,12 @@ def _setting(name, default):
 
 # --- dispatch ---------------------------------------------------------------------------------
 
-def dispatch(event, runbook, subject, text, data=None, emails=None):
+def dispatch(event, runbook, subject, text, data=None, emails=None, now=False):
     """Record and queue notifications of `event` to the runbook's recipients.
 
-    `emails` overrides the recipients (the digest goes to leads). Returns the Notification rows.
+    `emails` overrides the recipients (the digest goes to leads). With `now`, each is delivered
+    here and then (the monitoring job proves the alert path with what was delivered). Returns the
+    Notification rows.
     """
     cs = RunbookCheckSettings.for_runbook(runbook) if runbook is not None else None
     recipients = emails if emails is not None else (cs.emails() if cs else [])
@@ -71,6 +73,8 @@ def dispatch(event, runbook, subject, text, data=None, emails=None):
             runbook=runbook, event=event, channel=Notification.WEBHOOK,
             recipients=cs.webhook_url_redacted, subject=payload["subject"][:300],
             payload=payload))
+    if now:
+        return [delivery.deliver_now(row.pk) for row in rows]
     for row in rows:
         transaction.on_commit(lambda pk=row.pk: _queue(pk))
     return rows
@@ -160,6 +164,16 @@ def notify_firing(firing):
                     {"trigger": firing.trigger, "figures": firing.figures,
                      "evidence": firing.evidence, "fired_at": firing.fired_at.isoformat()})
     return rows
+
+
+def notify_database_down(runbook, sample):
+    """The monitor's database sample failed after a good one: tell the runbook's recipients."""
+    return dispatch("database-unreachable", runbook,
+                    f"{runbook.name}: the target database is unreachable",
+                    f"The monitor could not reach the target database: {sample.detail}\n"
+                    f"Sampled at {sample.taken_at.isoformat()}.",
+                    {"kind": sample.kind, "detail": sample.detail,
+                     "taken_at": sample.taken_at.isoformat()})
 
 
 def digest_text(runbooks):

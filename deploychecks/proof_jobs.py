@@ -13,6 +13,8 @@ cover is left as it is.
 """
 import logging
 import re
+import time
+from datetime import timedelta
 from email.utils import format_datetime
 
 from django.conf import settings
@@ -22,11 +24,13 @@ from django.utils import timezone
 from checklist.job_context import JobInputError, JobResult
 from checklist.jobs import JobKind, register
 from checklist.models import RunbookBinding
+from checklist.params import LEAD
 from checks import appdb, digitalocean, junit, repo
 from checks.report import CheckInputError
 
-from . import triggers
-from .models import RunbookCheckSettings, RunbookProofSettings
+from . import notify, triggers
+from .models import (MonitorSample, PerformanceBaseline, RunbookCheckSettings,
+                     RunbookProofSettings)
 
 log = logging.getLogger(__name__)
 
@@ -284,10 +288,8 @@ DO_DATABASE_ITEMS = {"provisioned": "postgresql-database-provisioned",  # item k
 
 def do_database(ctx):
     ps = settings_of(ctx)
-    token = ps.do_token()
-    ctx._secrets.append(token)  # never in the log or the evidence, whatever pydo says
     try:
-        do = digitalocean.client(token, ps.do_api_endpoint)
+        do = _do_client(ctx, ps)
         ctx.progress(step="reading the database cluster", percent=30)
         found = digitalocean.database(do, ps.do_database_id, ps.do_min_pg_version)
     except CheckInputError as exc:
@@ -296,6 +298,287 @@ def do_database(ctx):
     return judged_result(ctx, "do-database", judged, {"cluster": ps.do_database_id},
                          figures={"version": found["provisioned"].get("version"),
                                   "size": found["plan"]["size"]})
+
+
+def _do_client(ctx, ps):
+    token = ps.do_token()
+    ctx._secrets.append(token)  # never in the log or the evidence, whatever pydo says
+    return digitalocean.client(token, ps.do_api_endpoint)
+
+
+DO_APP_ITEMS = {"env": "environment-variables-configured-in-do",
+                "size": "app-instance-size-selected-basic-pro"}
+
+
+def do_app(ctx):
+    """The app spec DigitalOcean runs, against the app-spec.yaml the check-app-spec job checked
+    (the lead's `app_spec_path`)."""
+    from checks import secret_values, spec_file
+
+    ps = settings_of(ctx)
+    spec_path = RunbookCheckSettings.for_runbook(ctx.runbook).app_spec_path
+    if not spec_path:
+        raise JobInputError("No app-spec.yaml is set: a lead sets its path in the check "
+                            "settings.")
+    try:
+        checked = spec_file.load_spec(ctx.checked_file(spec_path)).data
+        if not isinstance(checked, dict):
+            raise CheckInputError(f"{spec_path} is not an app spec (a YAML mapping)")
+        do = _do_client(ctx, ps)
+        ctx.progress(step="reading the app", percent=30)
+        found = digitalocean.app_settings(digitalocean.app(do, ps.do_app_id), checked,
+                                          secret_values.looks_secret)
+    except (CheckInputError, spec_file.SpecSyntaxError) as exc:
+        raise JobInputError(str(exc)) from None
+    for key in ("env", "size"):
+        for problem in found[key]["problems"]:
+            ctx.log(f"  {problem}")
+    judged = {DO_APP_ITEMS[k]: {kk: vv for kk, vv in v.items() if kk != "problems"}
+              for k, v in found.items()}
+    return judged_result(ctx, "do-app", judged, {"app": ps.do_app_id, "checked": spec_path,
+                                                 "problems": {k: v["problems"] for k, v in
+                                                              found.items()}},
+                         figures={"env_keys": found["env"]["keys"],
+                                  "secrets": found["env"]["secrets"]})
+
+
+def _sleeper(ctx):
+    def sleep(seconds):
+        ctx.check_cancel()  # a cancel stops following; the deployment itself goes on in DO
+        time.sleep(seconds)
+
+    return sleep, settings.DO_POLL_SECONDS
+
+
+def _follow_and_keep_logs(ctx, do, ps, deployment, name):
+    """Follow `deployment` to its end, keep its build and deploy logs as evidence; a JobResult
+    that passes only when it is ACTIVE."""
+    sleep, poll = _sleeper(ctx)
+    dep_id = deployment.get("id")
+    ctx.log(f"{name}: deployment {dep_id} ({deployment.get('cause') or 'no cause given'})")
+
+    def on_phase(phase, _):
+        ctx.log(f"phase {phase}")
+        ctx.progress(step=f"deployment {phase}", percent=50)
+
+    try:
+        ended = digitalocean.follow(do, ps.do_app_id, dep_id, timeout=ps.do_deploy_timeout_seconds,
+                                    poll=poll, sleep=sleep, on_phase=on_phase)
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    verdict = digitalocean.judge_deployment(ended, ps.do_deploy_timeout_seconds)
+    ctx.progress(step="keeping the deployment logs", percent=90)
+    try:
+        texts = digitalocean.logs(do, ps.do_app_id, dep_id)
+    except CheckInputError as exc:
+        # The deployment's own outcome still stands; without its logs the run cannot pass.
+        texts = {}
+        verdict = {**verdict, "ok": False, "reason": f"{verdict['reason']}; {exc}"}
+    path = ctx.workdir / f"{name}-{dep_id}-run{ctx.run.pk}.log"
+    path.write_text(ctx.redact("".join(f"===== {kind} logs of deployment {dep_id} =====\n{text}"
+                                       f"\n" for kind, text in texts.items())), encoding="utf-8")
+    lines = {k: len(v.splitlines()) for k, v in texts.items()}
+    ctx.log(f"{verdict['reason']}; logs kept: {lines.get('BUILD', 0)} build and "
+            f"{lines.get('DEPLOY', 0)} deploy lines")
+    report = {"name": name, "ok": verdict["ok"], "deployment": dep_id, "phase": verdict["phase"],
+              "cause": ended.get("cause"), "errors": digitalocean._step_errors(ended),
+              "timed_out": ended.get("timed_out", False), "log_lines": lines}
+    return JobResult(ok=verdict["ok"], summary=verdict["reason"], report=report,
+                     error="" if verdict["ok"] else verdict["reason"], artifacts=[path],
+                     figures={"phase": verdict["phase"], "build_log_lines": lines.get("BUILD", 0),
+                              "deploy_log_lines": lines.get("DEPLOY", 0)})
+
+
+def do_deploy(ctx):
+    ps = settings_of(ctx)
+    try:
+        do = _do_client(ctx, ps)
+        ctx.progress(step="triggering the deployment", percent=10)
+        deployment = digitalocean.deploy(do, ps.do_app_id)
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    return _follow_and_keep_logs(ctx, do, ps, deployment, "do-deploy")
+
+
+def do_rollback(ctx):
+    """Roll the app back to the newest deployment before the active one that went live."""
+    ps = settings_of(ctx)
+    try:
+        do = _do_client(ctx, ps)
+        active = (digitalocean.app(do, ps.do_app_id).get("active_deployment") or {}).get("id")
+        target = digitalocean.previous_deployment(do, ps.do_app_id, active)
+        ctx.log(f"active deployment {active}; rolling back to {target['id']} of "
+                f"{target.get('created_at')}")
+        deployment = digitalocean.rollback(do, ps.do_app_id, target["id"])
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    result = _follow_and_keep_logs(ctx, do, ps, deployment, "do-rollback")
+    result.report.update({"from": active, "to": target["id"]})
+    return result
+
+
+DO_UPKEEP_ITEMS = {"backups": "automated-backup-schedule-configured",
+                   "maintenance": "database-maintenance-tasks-scheduled"}
+
+
+def do_upkeep(ctx):
+    ps = settings_of(ctx)
+    try:
+        do = _do_client(ctx, ps)
+        ctx.progress(step="reading the cluster's backups and maintenance window", percent=30)
+        found = digitalocean.upkeep(do, ps.do_database_id, timezone.now())
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    judged = {DO_UPKEEP_ITEMS[k]: v for k, v in found.items()}
+    return judged_result(ctx, "do-upkeep", judged, {"cluster": ps.do_database_id},
+                         figures={"backups": found["backups"]["count"]})
+
+
+DO_ALERT_ITEMS = {"memory_disk": "disk-space-and-memory-alerts",
+                  "monitoring": "monitoring-enabled"}
+
+
+def do_alerts(ctx):
+    ps = settings_of(ctx)
+    try:
+        do = _do_client(ctx, ps)
+        ctx.progress(step="reading the alert policies", percent=30)
+        found = digitalocean.alert_policies(do, ps.do_database_id)
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    judged = {DO_ALERT_ITEMS[k]: v for k, v in found.items()}
+    return judged_result(ctx, "do-alerts", judged, {"cluster": ps.do_database_id})
+
+
+DO_DOMAIN_ITEMS = {"domain": "custom-domain-configured-if-applicable",
+                   "certificate": "ssl-certificates-configured"}
+
+
+def do_domain(ctx):
+    ps = settings_of(ctx)
+    try:
+        do = _do_client(ctx, ps)
+        ctx.progress(step="reading the app's domains", percent=30)
+        found = digitalocean.domains(digitalocean.app(do, ps.do_app_id), timezone.now(),
+                                     ps.do_min_cert_days)
+    except CheckInputError as exc:
+        raise JobInputError(str(exc)) from None
+    judged = {DO_DOMAIN_ITEMS[k]: v for k, v in found.items()}
+    return judged_result(ctx, "do-domain", judged, {"app": ps.do_app_id})
+
+
+# --- monitoring -----------------------------------------------------------------------------------
+
+MONITORING_ITEMS = {
+    "health": "application-health-checks-configured",
+    "uptime": "uptime-monitoring-active",
+    "pool": "connection-pool-monitoring-active",
+    "performance": "performance-metrics-tracking",
+    "error_rate": "error-rate-monitoring-configured",
+    "alerting": "error-logging-and-alerting-enabled",
+    "database_alert": "database-connection-failure-alerts",
+    "slow_alert": "high-query-response-time-alerts",
+    "error_alert": "application-error-rate-alerts",
+}
+
+
+def _sampling(cs, kind, now):
+    """(ok, reason, samples) of the monitor's `kind` samples: on, and taken recently (within three
+    intervals, at least five minutes), more than once in the uptime window."""
+
+    if not cs.monitor_interval_seconds:
+        return False, "monitoring is off (monitor_interval_seconds is 0)", []
+    since = now - timedelta(hours=cs.uptime_window_hours)
+    rows = list(MonitorSample.objects.filter(runbook=cs.runbook, kind=kind, taken_at__gte=since)
+                .order_by("-taken_at", "-pk")[:1000])
+    if not rows:
+        return False, f"no {kind} sample in the last {cs.uptime_window_hours:g} hours", rows
+    age = (now - rows[0].taken_at).total_seconds()
+    fresh = max(3 * cs.monitor_interval_seconds, 300)
+    if age > fresh:
+        return False, (f"the latest {kind} sample is {age / 60:.0f} minutes old: the monitor is "
+                       "not running"), rows
+    if len(rows) < 2:
+        return False, f"one {kind} sample so far: not yet a series", rows
+    good = sum(1 for r in rows if r.ok)
+    return True, (f"{len(rows)} {kind} samples in {cs.uptime_window_hours:g} h, the latest "
+                  f"{age:.0f} s ago, {good / len(rows) * 100:.1f}% passed"), rows
+
+
+def judge_monitoring(cs, now, triggers_seen, delivered):
+    """item -> {ok, reason} from the monitor's samples, the triggers' evidence (name -> summary or
+    None) and the test alert's deliveries ([(channel, state)])."""
+
+    health_ok, health_why, health_rows = _sampling(cs, "health", now)
+    db_ok, db_why, db_rows = _sampling(cs, "database", now)
+    pool_ok, pool_why, _ = _sampling(cs, "pool", now)
+    sent = [c for c, state in delivered if state == "sent"]
+    failed = [c for c, state in delivered if state != "sent"]
+    alert_ok = bool(delivered) and not failed
+    alert_why = ("no alert channel (notify_emails or a webhook) is configured" if not delivered
+                 else f"the test alert was not delivered by {', '.join(failed)}" if failed
+                 else f"the test alert was delivered by {', '.join(sent)}")
+    latest_health = health_rows[0] if health_rows else None
+    timed = [r for r in db_rows if r.ok and r.latency_ms is not None]
+    baseline = PerformanceBaseline.objects.filter(runbook=cs.runbook).first()
+
+    def both(a, b):
+        return {"ok": a[0] and b[0], "reason": f"{a[1]}; {b[1]}"}
+
+    def trigger(name):
+        summary = triggers_seen.get(name)
+        return (summary is not None, f"the {name} trigger has evidence ({summary})" if summary
+                is not None else f"the {name} trigger has no evidence yet")
+
+    health = (health_ok and latest_health is not None and latest_health.ok,
+              health_why if not health_ok else f"{health_why}; the latest answered "
+              f"{latest_health.detail}")
+    performance = (db_ok and bool(timed) and baseline is not None,
+                   db_why if not db_ok else "no performance baseline is recorded" if baseline is
+                   None else f"{len(timed)} timed database samples; baseline run "
+                                 f"#{baseline.run_id}")
+    on = (bool(cs.monitor_interval_seconds), f"the monitor samples every "
+          f"{cs.monitor_interval_seconds} s and re-evaluates the triggers" if
+          cs.monitor_interval_seconds else "monitoring is off (monitor_interval_seconds is 0)")
+    alerting = (alert_ok, alert_why)
+    verdicts = {
+        "health": {"ok": health[0], "reason": health[1]},
+        "uptime": {"ok": health_ok, "reason": health_why},
+        "pool": {"ok": pool_ok, "reason": pool_why},
+        "performance": {"ok": performance[0], "reason": performance[1]},
+        "error_rate": both(trigger("error-rate"), on),
+        "alerting": {"ok": alert_ok, "reason": alert_why},
+        "database_alert": both((db_ok, db_why), alerting),
+        "slow_alert": both(trigger("performance-degradation"), alerting),
+        "error_alert": both(trigger("error-rate"), alerting),
+    }
+    return {MONITORING_ITEMS[k]: v for k, v in verdicts.items()}
+
+
+def monitoring(ctx):
+    """The Monitoring and Alert Configuration items, from what the app measures: the monitor's
+    samples, the rollback triggers' evidence, and a test alert delivered now on every channel."""
+    cs = RunbookCheckSettings.for_runbook(ctx.runbook)
+    seen = {}
+    for name in ("error-rate", "performance-degradation"):
+        found = triggers.CHECKS[name](ctx.runbook, cs)
+        seen[name] = found[3] if found is not None else None
+    ctx.progress(step="sending a test alert", percent=40)
+    rows = notify.dispatch("monitoring-test", ctx.runbook,
+                           f"{ctx.runbook.name}: test alert from the monitoring job",
+                           f"Run #{ctx.run.pk} checks that alerts reach you. Nothing is wrong.",
+                           {"run_id": ctx.run.pk}, now=True)
+    delivered = [(r.channel, r.state) for r in rows]
+    for r in rows:
+        ctx.log(f"test alert by {r.channel} to {r.recipients}: {r.state} after "
+                f"{len(r.attempts)} attempt(s)")
+    judged = judge_monitoring(cs, timezone.now(), seen, delivered)
+    bound = bound_items(ctx)
+    judged = {k: v for k, v in judged.items() if k in bound}
+    return judged_result(ctx, "monitoring", judged, {
+        "interval_seconds": cs.monitor_interval_seconds, "triggers": seen,
+        "test_alert": [{"channel": r.channel, "recipients": r.recipients, "state": r.state,
+                        "notification": r.pk} for r in rows]})
 
 
 KINDS = (
@@ -320,6 +603,36 @@ KINDS = (
             do_database, needs_sources=False, time_limit=120,
             description="Through pydo: the managed PostgreSQL cluster is online, its engine and "
                         "version, its plan."),
+    JobKind("do-app", "Check the DigitalOcean app's settings", do_app,
+            needs_sources=False, time_limit=120,
+            description="Through pydo: the app spec as deployed against the checked app-spec.yaml "
+                        "(every env key, secrets typed SECRET, no value shown) and the instance "
+                        "sizes."),
+    JobKind("do-deploy", "Deploy on DigitalOcean App Platform", do_deploy,
+            needs_sources=False, time_limit=3600,
+            description="Trigger a deployment of the app, follow it to ACTIVE and keep its build "
+                        "and deploy logs; a failed deployment fails with its phase and cause."),
+    JobKind("do-rollback", "Roll the app back to its previous deployment", do_rollback,
+            needs_sources=False, time_limit=3600, who=LEAD,
+            description="Leads only. Stops the current deployment by rolling the app back to the "
+                        "previous live one (its spec and configuration), followed to ACTIVE."),
+    JobKind("do-upkeep", "Check the database cluster's backups and maintenance window",
+            do_upkeep, needs_sources=False, time_limit=120,
+            description="Through pydo: daily backups taken at the configured hour, a weekly "
+                        "maintenance window set."),
+    JobKind("do-alerts", "Check the DigitalOcean alert policies", do_alerts,
+            needs_sources=False, time_limit=120,
+            description="Through pydo: enabled CPU, memory and disk alert policies on the database "
+                        "cluster, each notifying someone."),
+    JobKind("do-domain", "Check the app's domain and certificate", do_domain,
+            needs_sources=False, time_limit=120,
+            description="Through pydo: the app's custom domains are ACTIVE and their certificates "
+                        "valid long enough."),
+    JobKind("monitoring", "Check monitoring and alerting", monitoring,
+            needs_sources=False, time_limit=300,
+            description="The monitor's samples are being taken (health, uptime, database, pool), "
+                        "the rollback triggers have evidence, and a test alert is delivered on "
+                        "every configured channel."),
     JobKind("repo", "Check the MINGUS repository", repo_check,
             needs_sources=False, time_limit=300,
             description="Clean tree at the deployed commit; scripts, configuration and documents "

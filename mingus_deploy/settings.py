@@ -281,6 +281,8 @@ JOB_PROGRESS_INTERVAL = env.float("JOB_PROGRESS_INTERVAL", default=0.5)  # secon
 MIGRATION_CHUNK_QUEUE = env("MIGRATION_CHUNK_QUEUE", default="")
 MIGRATION_CHUNK_SLOTS = env.int("MIGRATION_CHUNK_SLOTS", default=4)
 MIGRATION_CHUNK_REDELIVER_SECONDS = env.float("MIGRATION_CHUNK_REDELIVER_SECONDS", default=30)
+# Seconds between two reads of a DigitalOcean deployment the do-deploy and do-rollback jobs follow.
+DO_POLL_SECONDS = env.float("DO_POLL_SECONDS", default=10.0)
 JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=5)
 JOB_LOST_AFTER_SECONDS = env.float("JOB_LOST_AFTER_SECONDS", default=60)
 # Live pages (checklist.live): the SQLite watcher's interval, the stream's heartbeat, and how

@@ -18,6 +18,8 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("JOB_PROGRESS_INTERVAL", "0.2")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "1")
+# The local DigitalOcean API advances a deployment one phase per read.
+os.environ.setdefault("DO_POLL_SECONDS", "0.05")
 # Tests keep their SQLite sources in pytest's tmp_path; tests of the roots narrow this.
 os.environ.setdefault("SOURCE_ROOTS", tempfile.gettempdir())
 

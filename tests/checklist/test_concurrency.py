@@ -70,10 +70,12 @@ def test_many_notes_at_once_are_all_kept(runbook, users):
 
 
 def test_ticks_on_different_items_at_once_are_all_applied_and_chained(runbook, users):
-    states = hand_states(runbook, gated(runbook)[0])[:6]
+    states = hand_states(runbook, gated(runbook)[0])[:6]  # three in the seed's first phase
+    assert len(states) >= 3
     results = _race([(lambda s=s: actions.tick(users["member"], s)) for s in states])
     assert all(r[0] == "ok" for r in results), results
-    assert ItemState.objects.filter(pk__in=[s.pk for s in states], checked=True).count() == 6
+    assert ItemState.objects.filter(pk__in=[s.pk for s in states],
+                                    checked=True).count() == len(states)
     from checklist.audit import verify_chain
 
     ok, checked, broken, reason = verify_chain()

@@ -98,6 +98,13 @@ def setup_job_run(rb, users):
             lambda: TaskRun.objects.filter(runbook=rb, kind="backup").exists())
 
 
+def setup_lead_job_run(rb, users):
+    """A job that changes production (do-rollback) is started by members of the lead group only."""
+    sign_off_through(rb, 1, users["member"], users["lead"])  # the Rollback Plan opens
+    return (reverse("job-run", args=[rb.pk, "do-rollback"]), {},
+            lambda: TaskRun.objects.filter(runbook=rb, kind="do-rollback").exists())
+
+
 def setup_job_cancel(rb, users):
     run = TaskRun.objects.create(runbook=rb, kind="backup", started_by=users["member"],
                                  state=TaskRun.RUNNING)
@@ -141,6 +148,14 @@ def setup_check_settings(rb, users):
             "performance_queries": "[]", "monitor_interval_seconds": "0", "webhook_url": HOOK}
     return (reverse("check-settings", args=[rb.pk]), data,
             lambda: RunbookCheckSettings.objects.filter(runbook=rb, api_ms=400).exists())
+
+
+def setup_proof_settings(rb, users):
+    from deploychecks.models import RunbookProofSettings
+    from tests.deploychecks.test_proof_settings_views import form_data
+
+    return (reverse("proof-settings", args=[rb.pk]), form_data(do_app_id="app-roles"),
+            lambda: RunbookProofSettings.objects.filter(runbook=rb, do_app_id="app-roles").exists())
 
 
 def setup_override(rb, users):
@@ -190,10 +205,12 @@ MATRIX = {
     "contact": (setup_contact, LEADS),
     "start-runbook": (setup_start_runbook, LEADS),
     "job-run": (setup_job_run, WORKERS),
+    "lead-job-run": (setup_lead_job_run, LEAD_GROUP),
     "job-cancel": (setup_job_cancel, WORKERS),
     "runbook-settings": (setup_runbook_settings, LEADS),
     "schema-approve": (setup_schema_approve, LEAD_GROUP),
     "check-settings": (setup_check_settings, LEADS),
+    "proof-settings": (setup_proof_settings, LEADS),
     "override": (setup_override, LEADS),
     "template-import": (setup_template_import, LEADS),
     "item-binding": (setup_item_binding, LEADS),

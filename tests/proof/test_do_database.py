@@ -1,9 +1,6 @@
 """do-database through pydo against a local server that answers like DigitalOcean's API
 (GET /v2/databases/{uuid}, bodies as the API reference documents them), incl. 401, 404, 429."""
 import json
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,88 +10,11 @@ from checks import digitalocean
 from deploychecks.models import RunbookProofSettings
 from checks.report import CheckInputError
 from tests.conftest import assert_secret_absent, ended, wait_for_run
-from tests.deploychecks.conftest import pki  # noqa: F401  (a CA and a 127.0.0.1 certificate)
-from tests.worker import start_worker
 
 from .conftest import proof_settings
+from .do_fake import CLUSTER, TOKEN, cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TOKEN = "dop_v1_" + "7f3a" * 16
-CLUSTER = "9cc10173-e9ea-4176-9dbc-a4cee4c4ff30"
-
-
-def cluster(**changes):
-    body = {"id": CLUSTER, "name": "mingus-db", "engine": "pg", "version": "16",
-            "num_nodes": 1, "size": "db-s-2vcpu-4gb", "region": "nyc3", "status": "online",
-            "created_at": "2026-11-20T10:00:00Z", "storage_size_mib": 61440,
-            "maintenance_window": {"day": "tuesday", "hour": "01:00:00", "pending": False},
-            "connection": {"protocol": "postgresql", "host": "mingus-db.db.ondigitalocean.com",
-                           "port": 25060, "user": "doadmin", "database": "defaultdb",
-                           "ssl": True}}
-    body.update(changes)
-    return {"database": body}
-
-
-class FakeDO:
-    """HTTPS, as pydo's bearer-token policy refuses to send a token over plain HTTP."""
-
-    def __init__(self, cert):
-        self.clusters, self.requests, self.throttle = {CLUSTER: cluster()}, [], 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake.requests.append(self.path)
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self.answer(401, {"id": "Unauthorized",
-                                             "message": "Unable to authenticate you"})
-                if fake.throttle:
-                    fake.throttle -= 1
-                    return self.answer(429, {"id": "too_many_requests",
-                                             "message": "API Rate limit exceeded."},
-                                       {"Retry-After": "0", "ratelimit-remaining": "0"})
-                key = self.path.split("?")[0].removeprefix("/v2/databases/")
-                if key not in fake.clusters:
-                    return self.answer(404, {"id": "not_found", "message": "The resource you "
-                                             "were accessing could not be found."})
-                return self.answer(200, fake.clusters[key])
-
-            def answer(self, status, body, headers=None):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert.cert_file, cert.key_file)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def fake_do(pki, monkeypatch):
-    # requests (under pydo) trusts the test CA through the variable it always reads.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca_file))
-    fake = FakeDO(pki.server)
-    yield fake
-    fake.server.shutdown()
-
-
-@pytest.fixture
-def do_worker(transactional_db, pki):
-    w = start_worker(extra_env={"REQUESTS_CA_BUNDLE": str(pki.ca_file)})
-    yield w
-    w.stop()
 
 
 def test_pydo_answers_are_judged_and_errors_named(fake_do):
@@ -104,7 +24,7 @@ def test_pydo_answers_are_judged_and_errors_named(fake_do):
     assert found["provisioned"]["ok"] and found["plan"] == {
         "ok": True, "size": "db-s-2vcpu-4gb", "nodes": 1,
         "reason": "Basic plan db-s-2vcpu-4gb, 1 node(s)"}
-    assert len(fake_do.requests) == 3
+    assert len(fake_do.requests) == 3 and fake_do.requests[-1][1].startswith("/v2/databases/")
     fake_do.clusters[CLUSTER] = cluster(status="creating", version="13")
     found = digitalocean.database(do, CLUSTER, 15)
     assert not found["provisioned"]["ok"]

@@ -138,7 +138,7 @@ def test_not_applicable_and_back_answer_with_the_row(client, users, runbook):
                        {"reason": "no cron here"}, **HX).content.decode()
     assert "Not applicable: no cron here" in body and body.count('id="item-') == 1
     body = client.post(reverse("item-applicable", args=[runbook.pk, st.pk]), **HX).content.decode()
-    assert "Mark not applicable: " in body and body.count('id="item-') == 1
+    assert "More actions on: " in body and body.count('id="item-') == 1
 
 
 def test_page_shows_the_newest_note_and_how_many(client, users, runbook):

@@ -747,33 +747,43 @@ def admin_save(user, obj, change):
     return obj
 
 
+def save_runbook_settings(user, runbook, model, action, values, set_secret, secret="",
+                          clear_secret=False):
+    """Save one runbook's settings row of `model` (check or proof settings) from already validated
+    `values` (fields of model.FIELDS only): under the runbook's lock, a lead's (or admin's) to
+    change, audited as `action` with the settings before and after (the secret only redacted:
+    `set_secret(row, value)` stores it; an empty `secret` keeps the stored one, `clear_secret`
+    removes it). The row is made here on the first save, never by a read. Call it inside an
+    atomic action."""
+    runbook = lock_runbook(runbook.pk)
+    require(rules.can_configure(user), user, action, obj=runbook, runbook=runbook)
+    unknown = set(values) - set(model.FIELDS)
+    if unknown:
+        raise ValueError(f"not {action.replace('-', ' ')}: {', '.join(sorted(unknown))}")
+    row = (model.objects.select_for_update().filter(runbook=runbook).first()
+           or model(runbook=runbook))
+    before = row.snapshot()  # the defaults, before the first save
+    for field, value in values.items():
+        setattr(row, field, value)
+    if clear_secret:
+        set_secret(row, "")
+    elif secret:
+        set_secret(row, secret)
+    row.updated_at = timezone.now()
+    row.save()
+    audit.record(action, actor=user, obj=row, runbook=runbook, before=before, after=row.snapshot())
+    return row
+
+
 @atomic_action
 def save_check_settings(user, runbook, values, webhook_url="", clear_webhook=False):
-    """Save a runbook's check settings (deploychecks.models.RunbookCheckSettings) from already
-    validated `values` (field -> value, fields of RunbookCheckSettings.FIELDS only): under the
-    runbook's lock, a lead's (or admin's) to change, audited with the settings before and after
-    (the webhook only redacted). The row is made here on the first save, never by a read."""
+    """A runbook's check settings (deploychecks.models.RunbookCheckSettings), saved as
+    save_runbook_settings says; the webhook is their secret."""
     from deploychecks.models import RunbookCheckSettings
 
-    runbook = lock_runbook(runbook.pk)
-    require(rules.can_configure(user), user, "check-settings", obj=runbook, runbook=runbook)
-    unknown = set(values) - set(RunbookCheckSettings.FIELDS)
-    if unknown:
-        raise ValueError(f"not check settings: {', '.join(sorted(unknown))}")
-    cs = (RunbookCheckSettings.objects.select_for_update().filter(runbook=runbook).first()
-          or RunbookCheckSettings(runbook=runbook))
-    before = cs.snapshot()  # the defaults, before the first save
-    for field, value in values.items():
-        setattr(cs, field, value)
-    if clear_webhook:
-        cs.set_webhook_url("")
-    elif webhook_url:
-        cs.set_webhook_url(webhook_url)
-    cs.updated_at = timezone.now()
-    cs.save()
-    audit.record("check-settings", actor=user, obj=cs, runbook=runbook, before=before,
-                 after=cs.snapshot())
-    changes.record(runbook, RunbookChange.SETTINGS)
+    cs = save_runbook_settings(user, runbook, RunbookCheckSettings, "check-settings", values,
+                               RunbookCheckSettings.set_webhook_url, webhook_url, clear_webhook)
+    changes.record(cs.runbook, RunbookChange.SETTINGS)
     return cs
 
 

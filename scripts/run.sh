@@ -20,9 +20,13 @@ $PY manage.py demo_runbook --fixtures "$FIXTURES"
 
 VAR=${MINGUS_VAR_DIR:-var}
 mkdir -p "$VAR/log"
-.venv/bin/celery -A mingus_deploy worker --loglevel INFO -c 2 >"$VAR/log/worker.log" 2>&1 &
+# Each in a session of its own: Ctrl-C (or a signal to this script's process group) reaches only
+# the web server and this script, whose stop() then shuts the worker down warmly. A signal to the
+# whole group would also hit the worker's pool children and leave its main process waiting for
+# them until the kill below.
+setsid .venv/bin/celery -A mingus_deploy worker --loglevel INFO -c 2 >"$VAR/log/worker.log" 2>&1 &
 worker=$!
-.venv/bin/celery -A mingus_deploy beat --loglevel INFO -s "$VAR/celerybeat-schedule" >"$VAR/log/beat.log" 2>&1 &
+setsid .venv/bin/celery -A mingus_deploy beat --loglevel INFO -s "$VAR/celerybeat-schedule" >"$VAR/log/beat.log" 2>&1 &
 beat=$!
 stop() {
   # A warm shutdown lets a running job finish its step; after 20 s the worker is killed, and the

@@ -49,8 +49,23 @@ def quickstart(tmp_path):
     assert ready.wait(300), "".join(lines)
     assert proc.poll() is None, "".join(lines)
     yield port, env, lines
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as Ctrl-C reaches the terminal's process group
     proc.wait(timeout=60)
+    # The worker and beat run in sessions of their own; the script's stop() must have ended them.
+    assert not processes_with_env("MINGUS_VAR_DIR", env["MINGUS_VAR_DIR"])
+
+
+def processes_with_env(name, value):
+    """Pids of live processes whose environment holds name=value."""
+    wanted, found = f"{name}={value}".encode(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if wanted in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
 
 def test_make_run_serves_the_app_and_its_worker_runs_jobs(quickstart):

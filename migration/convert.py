@@ -144,7 +144,9 @@ def to_text(typ: str, value: Any, params: dict) -> str:
     if typ == "integer":
         text = str(value)
     elif typ == "real":
-        text = repr(value)  # only reached without SQLite's rendering (callers pass CAST(x AS TEXT))
+        # Callers pass SQLite's own rendering, CAST(x AS TEXT), which arrives as bytes where the
+        # connection reads text as bytes (the loader); a bare float only without that rendering.
+        text = value.decode("ascii") if isinstance(value, (bytes, bytearray)) else repr(value)
     else:
         text = _text(typ, value)
     if "\x00" in text:

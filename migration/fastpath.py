@@ -212,6 +212,12 @@ def strict_select(col: ColumnSpec) -> tuple[str, str]:
         value = f"CAST({c} AS BLOB)"
     else:
         value = c
+    if col.kind != "bytea":
+        # Text that is not UTF-8 (SQLite keeps whatever bytes it was given) cannot even reach a
+        # Python function as an argument: sqlite3 fails the whole query while decoding it. As
+        # bytes it reaches `convert`, which reads the storage class from typeof and rejects the
+        # value with its reason, row by row.
+        value = f"CASE WHEN typeof({c})='text' THEN CAST({c} AS BLOB) ELSE {value} END"
     return f"typeof({c})", value
 
 

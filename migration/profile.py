@@ -397,9 +397,18 @@ def misfit_samples(con: sqlite3.Connection, table: Table, col, limit: int = 3) -
     else:
         cond = f"{t}='blob' OR ({t}='text' AND instr({c}, char(0)) > 0)"
     key = qi(table.rowid_name) if table.rowid_name else ", ".join(qi(k) for k in table.pk) or "NULL"
+    # A blob is shown as hex; text that is not UTF-8 (SQLite stores whatever it was given) is
+    # shown with replacement characters instead of failing the report it samples for.
+    value = (f"CASE WHEN {t}='blob' THEN 'x''' || hex(substr({c}, 1, 30)) || '''' "
+             f"ELSE CAST(substr({c}, 1, 60) AS TEXT) END")
     out = []
-    for row in con.execute(f"SELECT {key}, {t}, CAST(substr({c}, 1, 60) AS TEXT) FROM {qi(table.name)} WHERE {cond} LIMIT {limit}"):
-        out.append({"key": row[0] if len(row) == 3 else list(row[:-2]), "type": row[-2], "value": row[-1]})
+    before = con.text_factory
+    con.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    try:
+        for row in con.execute(f"SELECT {key}, {t}, {value} FROM {qi(table.name)} WHERE {cond} LIMIT {limit}"):
+            out.append({"key": row[0] if len(row) == 3 else list(row[:-2]), "type": row[-2], "value": row[-1]})
+    finally:
+        con.text_factory = before
     return out
 
 

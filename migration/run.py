@@ -267,6 +267,25 @@ def _execute(state: _Run, conn, plan: Plan, statements: list, plan_sha: str) -> 
         raise
 
 
+def _report_sources_changed_since_last_run(conn, ctl: str, state: _Run) -> None:
+    """A run resumes from the chunks an earlier run loaded and never reads them again. If a
+    source was written in between, those chunks may no longer match it: say so (the run then
+    ends with a problem) instead of finishing as if nothing had happened."""
+    loaded = {r[0] for r in conn.execute(f"SELECT DISTINCT source FROM {ctl}.progress")}
+    changed = set()
+    # Every earlier run into this target, not only the last: a third run must not forget what
+    # the second one noticed (a rollback empties these tables and starts the record again).
+    for (recorded,) in conn.execute(f"SELECT sources FROM {ctl}.runs WHERE sources IS NOT NULL"):
+        for name, before in (recorded or {}).items():
+            path = state.sources.get(name)
+            if path is not None and name in loaded and not same_file_version(before, file_identity(path)):
+                changed.add(path)
+    for path in sorted(changed, key=str):
+        state.report.problem(
+            f"{path} changed since an earlier run loaded part of it; the rows loaded then are not "
+            f"read again: run validate to see the differences, or roll back and run again")
+
+
 def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, plan_sha: str) -> None:
     rep, report = state.rep, state.report
     ctl = quote_ident(state.control)
@@ -279,6 +298,8 @@ def _prepare_and_load(state: _Run, conn, pool, plan: Plan, statements: list, pla
             raise InputError(f"{redact_url(state.url)}: the target was set up or loaded from a different "
                              f"unified_schema.sql (sha256 {other[0][0][:12]}..., now {plan_sha[:12]}...); run the "
                              f"rollback step first, or use another database")
+    if not state.dry_run:
+        _report_sources_changed_since_last_run(conn, ctl, state)
     state.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + state.suffix
     with conn.transaction():
         conn.execute(f"INSERT INTO {ctl}.runs (run_id, plan_sha256, sources) VALUES (%s, %s, %s)",

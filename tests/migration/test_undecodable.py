@@ -10,7 +10,7 @@ import pytest
 
 from migration import steps
 
-from .conftest import pg
+from .conftest import create_database, drop_database, pg
 
 
 def build(path: Path) -> Path:
@@ -73,3 +73,36 @@ def test_validate_finishes_and_counts_only_the_rejected_rows_as_loss(undecodable
     assert "internal error" not in text
     assert "u.notes: 2 rows were rejected by the run" in text, text
     assert "differ" not in text, text
+
+
+def test_a_source_repaired_between_runs_is_named_not_silently_resumed(tmp_path):
+    """The repair a rejected row invites changes the file: a second run into the same target
+    would not read the chunks loaded before, so it must say the source changed (and every
+    later run too); a fresh target (as after a rollback) takes the repaired file whole."""
+    name = create_database("repaired")
+    url = f"postgresql://root@127.0.0.1:5432/{name}"
+    try:
+        sources = {"u": build(tmp_path / "u.db")}
+        work = tmp_path / "work"
+        first = steps.run(sources, url, work, workers=2)
+        assert not any("changed since" in p for p in first.problems), first.problems
+        con = sqlite3.connect(sources["u"])
+        con.execute("UPDATE notes SET title = 'repaired' WHERE id = 3")
+        con.commit()
+        con.close()
+        for _ in range(2):
+            again = steps.run(sources, url, work, workers=2)
+            assert any(p.startswith(f"{sources['u']} changed since an earlier run loaded part of it")
+                       for p in again.problems), again.problems
+    finally:
+        drop_database(name)
+    # Into a fresh target (as after a rollback) the repaired file loads whole, with no warning.
+    name = create_database("repaired")
+    url = f"postgresql://root@127.0.0.1:5432/{name}"
+    try:
+        fresh = steps.run(sources, url, work, workers=2)
+        assert not any("changed since" in p for p in fresh.problems), fresh.problems
+        with pg(url) as conn:
+            assert conn.execute("SELECT title FROM u.notes WHERE id = 3").fetchone() == ("repaired",)
+    finally:
+        drop_database(name)

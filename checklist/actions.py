@@ -15,7 +15,7 @@ from django.utils import timezone
 from migration.redact import redact_url
 
 from . import audit, changes, digests, item_keys, jobs, rules
-from .importer import ChecklistParseError, parse_checklist
+from .importer import ChecklistParseError, decode_source, parse_checklist
 from .replay import item_snapshot
 from .rules import Refused  # noqa: F401  (callers catch actions.Refused)
 from .runbook_target import encrypt_url
@@ -604,7 +604,7 @@ def import_template(text, name=None, user=None):
         title=parsed.title,
         subtitle=parsed.subtitle,
         metadata=parsed.metadata,
-        source_text=raw.decode("utf-8", errors="replace"),
+        source_text=decode_source(raw),  # as read (a UTF-16 file's text, not its bytes)
         sha256=sha,
         guidance=[{"title": g.title, "markdown": g.markdown} for g in parsed.guidance],
         computed_sections=list(parsed.computed_sections),

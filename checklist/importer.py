@@ -96,6 +96,10 @@ MAX_LENGTHS = {
     "contact label": 200,
     "contact placeholder": 300,
 }
+# The most items one checklist may hold. A deployment runbook is read and ticked by people on
+# one page (the MINGUS seed has 136); a file of tens of thousands of lines is a mistake or an
+# attack on every page that shows it, refused with its count rather than imported.
+MAX_ITEMS = 2000
 
 
 class ChecklistParseError(ValueError):
@@ -278,6 +282,10 @@ def parse_checklist(text: str | bytes) -> ParsedChecklist:
         raise ChecklistParseError(
             1, "no checkbox items found: write tasks as '- [ ] ...' under '## ' phase headings"
         )
+    if checklist.item_count > MAX_ITEMS:
+        raise ChecklistParseError(
+            None, f"{checklist.item_count} items, more than the {MAX_ITEMS} a checklist may hold: "
+                  "split it into several checklists")
     if not any(phase.kind == GATED for phase in checklist.phases):
         # A runbook is signed off phase by phase: with no gated phase it could never go live.
         first = checklist.phases[0]
@@ -287,9 +295,25 @@ def parse_checklist(text: str | bytes) -> ParsedChecklist:
     return checklist
 
 
+def decode_source(source: object) -> str:
+    """The text of a checklist file as the parser reads it (UTF-8, or UTF-16 with its mark).
+    Raises ``ChecklistParseError`` for what cannot be read."""
+    return _decode(source)
+
+
 def _decode(source: object) -> str:
     if isinstance(source, (bytes, bytearray)):
-        source = bytes(source).removeprefix(b"\xef\xbb\xbf")
+        source = bytes(source)
+        if source.startswith((b"\xff\xfe", b"\xfe\xff")):
+            # Windows editors save "Unicode" as UTF-16 with its byte-order mark: unambiguous, so
+            # read it rather than refuse it.
+            try:
+                return _refuse_unstorable(source.decode("utf-16"))
+            except UnicodeDecodeError:
+                raise ChecklistParseError(
+                    None, "starts with a UTF-16 byte-order mark but is not valid UTF-16; "
+                          "save the file as UTF-8") from None
+        source = source.removeprefix(b"\xef\xbb\xbf")
         try:
             return _refuse_unstorable(source.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -111,3 +111,26 @@ def test_start_runbook_refuses_an_unusable_name_with_exit_2(tmp_path, users):
     call_command("start_runbook", "--template", str(template.pk), "--name", "r" * 200,
                  "--user", "lead")
     assert Runbook.objects.get().name == "r" * 200
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_utf16_with_its_byte_order_mark_is_read_not_refused(tmp_path, codec):
+    text = HEAD + "- [ ] Café ✅ opened\n"
+    data = text.encode(codec)
+    if codec == "utf-16-be":
+        data = b"\xfe\xff" + data  # Python's utf-16-be writes no mark; editors do
+    call_command("import_checklist", str(_write(tmp_path, data)))
+    assert list(Item.objects.values_list("text", flat=True)) == ["Café ✅ opened"]
+
+
+def test_a_broken_utf16_file_is_exit_2():
+    with pytest.raises(importer.ChecklistParseError, match="not valid UTF-16"):
+        importer.parse_checklist(b"\xff\xfe" + "# T\n".encode("utf-16-le") + b"\x00\xd8")
+
+
+def test_more_items_than_a_checklist_may_hold_is_exit_2_with_the_count(tmp_path):
+    items = "".join(f"- [ ] item {i}\n" for i in range(importer.MAX_ITEMS + 1))
+    message = _refused(_write(tmp_path, HEAD + items))
+    assert f"{importer.MAX_ITEMS + 1} items, more than the {importer.MAX_ITEMS}" in message
+    at_limit = "".join(f"- [ ] item {i}\n" for i in range(importer.MAX_ITEMS))
+    assert importer.parse_checklist(HEAD + at_limit).item_count == importer.MAX_ITEMS

@@ -101,3 +101,17 @@ def test_logs_are_json_lines_in_production_and_never_hold_a_password(tmp_path):
     record = _json.loads(line)
     assert record["level"] == "WARNING" and record["logger"] == "mingus" and record["run"] == 7
     assert "Sup3rSecret" not in line and "app:***@db" in record["message"]
+
+
+def test_an_unmigrated_or_unreachable_database_is_one_line_and_exit_2(tmp_path):
+    env = {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    fresh = manage("start_runbook", "--template", "1", "--name", "x", tmp_path=tmp_path, env_extra=env)
+    assert fresh.returncode == 2
+    assert fresh.stderr.strip().splitlines() == [
+        "manage.py: database error: no such table: checklist_checklisttemplate (has 'manage.py "
+        "migrate' been run on this database?)"]
+    env["DATABASE_URL"] = "postgres://root:pw-never-shown@127.0.0.1:1/x"
+    down = manage("start_runbook", "--template", "1", "--name", "x", tmp_path=tmp_path, env_extra=env)
+    assert down.returncode == 2 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("manage.py: database error: connection failed")
+    assert "pw-never-shown" not in down.stderr + down.stdout

@@ -210,6 +210,9 @@ def runbook_detail(request, runbook_id):
 def runbook_jobs(request, runbook_id):
     """Start a job: {"kind": "backup", "params": {...}}; the same checks as the Run button."""
     runbook = get_object_or_404(Runbook.objects.select_related("template"), pk=runbook_id)
+    shape = "The body must be a JSON object: {\"kind\": ..., \"params\": {...}}."
+    if not _json_request(request):
+        return error(400, shape)
     token_user = authenticate_token(request)
     if token_user is None:
         # A browser session must prove it is the page, not a forged cross-site request.
@@ -219,7 +222,6 @@ def runbook_jobs(request, runbook_id):
     user, failure = _reader(request, runbook)
     if failure:
         return failure
-    shape = "The body must be a JSON object: {\"kind\": ..., \"params\": {...}}."
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
@@ -237,6 +239,12 @@ def runbook_jobs(request, runbook_id):
     return JsonResponse(run_document(run), status=202)
 
 
+def _json_request(request):
+    """Whether the body is JSON (or absent). A form body is refused before anything reads it:
+    once the CSRF check has parsed a form, its raw bytes can no longer be read."""
+    return request.content_type in ("application/json", "")
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
 def item_key(request, item_id):
@@ -245,6 +253,8 @@ def item_key(request, item_id):
     from .actions import set_item_key
 
     item = get_object_or_404(Item.objects.select_related("group__phase__template"), pk=item_id)
+    if not _json_request(request):
+        return error(400, 'The body must be a JSON object: {"key": "a-slug"}.')
     token_user = authenticate_token(request)
     if token_user is None:
         reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})

@@ -1,0 +1,83 @@
+"""Every route answers hostile parameters with a refusal, never a 500: each named route (the GET
+walk's list), read and posted, as a member and as a lead, with every parameter the views read
+set to a NUL and markup, a number too large for any column, a negative number, nothing, and a
+path out of the tree; and with the ids of another runbook's objects under this runbook's URL."""
+import pytest
+from django.urls import reverse
+
+from checklist import actions
+from checklist.models import ItemState
+
+from .test_no_get_writes import get_routes, seeded  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.django_db
+
+# Every name a view reads from request.GET or request.POST (grep), and a few it might.
+PARAMS = ("against", "imported", "page", "rev", "same", "worker", "binding", "comment", "confirm",
+          "kind", "name", "note", "reason", "template", "text", "unbind", "value", "version",
+          "state", "run", "params", "key", "part", "item", "phase", "q", "next")
+HOSTILE = ("\x00<script>alert(1)</script>'\"", "9" * 30, "-1", "", "../../../../etc/passwd")
+STREAMS = {"runbook-events"}  # a stream would not end; its parameters are tested in test_live
+
+
+def _status(client, method, url, data):
+    response = getattr(client, method)(url, data, HTTP_HX_REQUEST="true")
+    return response.status_code
+
+
+@pytest.mark.parametrize("role", ["member", "lead"])
+def test_no_route_answers_500_to_hostile_parameters(client, users, seeded, role):  # noqa: F811
+    client.raise_request_exception = False
+    client.force_login(users[role])
+    failures = []
+    for name, url in sorted(get_routes(seeded).items()):
+        if name in STREAMS or name.startswith("admin-"):
+            continue
+        for value in HOSTILE:
+            data = {p: value for p in PARAMS}
+            for method in ("get", "post"):
+                status = _status(client, method, url, data)
+                if status >= 500 and not (name == "healthz" and status == 503):  # no worker here
+                    failures.append((method.upper(), name, url, repr(value)[:20], status))
+    assert not failures, failures
+
+
+def test_another_runbooks_objects_under_this_runbooks_url_are_refused(client, users, seeded,  # noqa: F811
+                                                                      template):
+    client.raise_request_exception = False
+    other = actions.start_runbook(users["lead"], template, "another deployment")
+    other_state = ItemState.objects.filter(runbook=other).first()
+    mine = seeded["runbook"]
+    client.force_login(users["lead"])
+    for name in ("item-detail", "item-tick", "item-untick", "item-note"):
+        url = reverse(name, args=[mine.pk, other_state.pk])
+        for method in ("get", "post"):
+            status = _status(client, method, url, {"version": 1, "note": "x"})
+            assert status in (403, 404, 405), (name, method, status)
+    other_state.refresh_from_db()
+    assert not other_state.checked and not other_state.notes.exists()
+
+
+def test_a_nul_anywhere_is_refused_before_any_view_reads_it(client, users, seeded):  # noqa: F811
+    from checklist.middleware import NUL_REFUSAL
+
+    client.force_login(users["member"])
+    state = seeded["state"]
+    notes = state.notes.count()
+    url = reverse("item-note", args=[seeded["runbook"].pk, state.pk])
+    response = client.post(url, {"note": "before\x00after"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400 and response["X-Mingus-Message"] == "refused"
+    assert response.content.decode() == NUL_REFUSAL
+    assert state.notes.count() == notes
+    api = reverse("api-runbook-jobs", args=[seeded["runbook"].pk])
+    response = client.post(api, '{"kind": "backup", "params": {"label": "a\\u0000b"}}',
+                           content_type="application/json", HTTP_X_CSRFTOKEN="x")
+    assert response.status_code == 400
+
+
+def test_the_json_api_refuses_a_form_body_with_its_shape(client, users, seeded):  # noqa: F811
+    client.force_login(users["lead"])
+    response = client.post(reverse("api-item-key", args=[seeded["state"].item_id]),
+                           {"key": "backup-verified"})
+    assert response.status_code == 400
+    assert response.json()["error"] == 'The body must be a JSON object: {"key": "a-slug"}.'

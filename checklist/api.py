@@ -113,8 +113,14 @@ def runbook_document(runbook, facts=None, item_extra=None):
                      "version": runbook.template.version, "sha256": runbook.template.sha256},
         "phases": phases,
         "status": {
-            "done": block.done,
-            "total": block.total,
+            # As the page counts: the work is the items of the gated phases; rollback triggers
+            # (a ticked one fired) and success criteria are counted apart, never as work.
+            "done": block.work_done,
+            "total": block.work_total,
+            "rollback_triggers": {"fired": block.triggers_fired, "total": block.triggers_total},
+            "other_phases": [{"id": s.phase.pk, "title": s.phase.title, "kind": s.phase.kind,
+                              "done": s.done, "total": s.total} for s in block.others],
+            "all_items": {"done": block.done, "total": block.total},
             "ticks": {"earned": block.earned, "overridden": block.overridden,
                       "by_hand": block.by_hand},
             "all_checks_complete": block.all_checks_complete,

@@ -285,6 +285,45 @@ def runbook_context(user, runbook):
     }
 
 
+# The runbook page's body, rendered once per (runbook, revision, last audit event, kind of viewer,
+# timezone) in each process and shared by every page load and poll with the same key: when 50
+# people open the page in the same second, one of them renders it. The revision moves with every
+# write on the runbook (job progress included) and every other write (a template's bindings, an
+# admin edit) records an audit event, so a key never names a stale body. The sign-off and
+# contact forms carry each reader's own CSRF token: the body is cached with a placeholder.
+BODY_CACHE_SECONDS = 120
+_CSRF_PLACEHOLDER = "mingus-csrf-placeholder-0f3c"
+
+
+def _last_audit_seq():
+    from .audit import AuditEvent
+
+    return AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+
+
+def runbook_body(user, runbook, csrf_token=""):
+    """The runbook page's body (_runbook_body.html at `runbook.revision`, as read by the
+    caller) with `csrf_token` in its forms; rendered once per key (see BODY_CACHE_SECONDS)."""
+    cache = caches[ROW_CACHE]
+    shown = (runbook.pk, runbook.revision, _last_audit_seq(), viewer_key(user),
+             timezone.get_current_timezone_name())
+    key = "runbook-body:" + hashlib.sha256(repr(shown).encode()).hexdigest()
+    html = cache.get(key)
+    if html is None:
+        context = runbook_context(user, runbook)
+        context["csrf_token"] = _CSRF_PLACEHOLDER
+        html = render_to_string("checklist/_runbook_body.html", context)
+        cache.set(key, html, BODY_CACHE_SECONDS)
+    return mark_safe(html.replace(_CSRF_PLACEHOLDER, csrf_token))
+
+
+def runbook_page_context(user, runbook, csrf_token=""):
+    """The runbook page: its body (`runbook_body`) and what the page around it shows."""
+    return {"runbook": runbook, "body": runbook_body(user, runbook, csrf_token),
+            "may_configure": bool(rules.can_configure(user)),
+            "may_view_history": bool(rules.can_view_history(user)), "in_runbook": True}
+
+
 def phase_context(user, runbook, phase_id):
     """One phase's item list (groups, rows, its jobs), for a collapsed phase being opened."""
     facts = rules.RunbookFacts.load(runbook)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 
 from .models import (GoLiveApproval, GoLiveRequest, Group, ItemState, Phase, RunbookBinding,
                      SignOff)
@@ -277,10 +277,11 @@ class RunbookFacts:
             counts = {}
             fired = 0
             for row in (ItemState.objects.filter(runbook=runbook)
-                        .values("item__group__phase_id").annotate(**_COUNTS, **_FIRED)):
+                        .values("item__group__phase_id").annotate(**_COUNTS,
+                                                                  **_fired(trigger_ids))):
                 counts[row["item__group__phase_id"]] = (row["done"], row["total"])
                 _add_sources(sources, row)
-                fired += row["n_fired"]
+                fired += row.get("n_fired", 0)
         sign_offs, withdrawn = {}, []
         # Standing and withdrawn in one query: the page tells of the latest withdrawal.
         for s in (SignOff.objects.filter(runbook=runbook).select_related("lead", "withdrawn_by")
@@ -369,10 +370,13 @@ _COUNTS = {
 }
 
 
-# Rollback-trigger items that fired (ticked), counted in the same query as the rest.
-_FIRED = {"n_fired": Count("pk", filter=Exists(RunbookBinding.objects.filter(
-    runbook_id=OuterRef("runbook_id"), item_id=OuterRef("item_id"), kind=TRIGGER_KIND))
-    & Q(checked=True))}
+def _fired(trigger_ids):
+    """Rollback-trigger items that fired (ticked), counted in the same query as the rest. The
+    trigger items are known already (the bindings are read first): an IN list, not a subquery
+    per row, which was a third of this query's time and it runs on every write."""
+    if not trigger_ids:
+        return {}
+    return {"n_fired": Count("pk", filter=Q(checked=True, item_id__in=sorted(trigger_ids)))}
 
 
 def _add_sources(sources, row):

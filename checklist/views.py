@@ -10,6 +10,7 @@ from urllib.parse import quote
 from django.contrib.auth.views import redirect_to_login
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -138,7 +139,8 @@ def runbook_start(request):
 @reader_required
 def runbook_page(request, runbook_id):
     runbook = _runbook(runbook_id)
-    return render(request, "checklist/runbook.html", pages.runbook_context(request.user, runbook))
+    return render(request, "checklist/runbook.html",
+                  pages.runbook_page_context(request.user, runbook, get_token(request)))
 
 
 def _item_action(request, runbook_id, state_id, act, may_withdraw=False, confirm_label=""):
@@ -341,7 +343,7 @@ def runbook_poll(request, runbook_id):
     runbook = _runbook(runbook_id)
     if str(runbook.revision) == request.GET.get("rev"):
         return HttpResponse(status=204)
-    return render(request, "checklist/_runbook_body.html", pages.runbook_context(request.user, runbook))
+    return HttpResponse(pages.runbook_body(request.user, runbook, get_token(request)))
 
 
 @require_POST

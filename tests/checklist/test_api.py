@@ -26,7 +26,18 @@ def test_runbook_document_shows_phases_items_and_status(client, runbook, users):
     bound = first["groups"][0]["items"][0]
     assert bound["tick_source"] == "overridden" and bound["earned_by"] is None
     assert bound["override"] == {"by": "lead", "reason": "moving the test runbook along"}
-    assert data["status"]["done"] == 32 and data["status"]["total"] == 136
+    # Counted as the page counts: the gated phases' items are the work; the rollback plan (its
+    # trigger items fire when ticked) and the success criteria apart.
+    status = data["status"]
+    gated_items = sum(p["total"] for p in data["phases"] if p["kind"] == "gated")
+    assert status["done"] == 32 and status["total"] == gated_items == 112
+    assert status["rollback_triggers"] == {"fired": 0, "total": 4}
+    assert [(p["title"], p["done"], p["total"]) for p in status["other_phases"]] == [
+        ("Rollback Plan", 0, 12), ("Success Criteria", 0, 12)]
+    assert status["all_items"] == {"done": 32, "total": 136}
+    page = client.get(reverse("runbook", args=[runbook.pk])).content.decode()
+    assert f"Work: <strong>{status['done']} / {status['total']}</strong>" in page
+    assert "Rollback triggers: <strong>0 of 4</strong>" in page
     ticks = data["status"]["ticks"]
     assert ticks["earned"] == 0 and ticks["overridden"] > 0
     assert ticks["overridden"] + ticks["by_hand"] + 1 == 32  # + the schema item, not applicable

@@ -36,11 +36,17 @@ def runbook_event(user, runbook_id, revision):
     """(revision, html) for a runbook page at `revision`: what changed since, or the body."""
     runbook = Runbook.objects.select_related("template").get(pk=runbook_id)
     what = changes.since(runbook_id, revision, current=runbook.revision)
-    if what is None or RunbookChange.PHASES in what.kinds:
-        # Unknown changes, or a phase signed off or withdrawn: the page is built around the
-        # phase in focus (first and open, the others collapsed), which moved: the body changed.
+    if what is None:  # the records cannot say what changed
         return runbook.revision, oob(render_to_string(
             "checklist/_runbook_body.html", pages.runbook_context(user, runbook)))
+    if RunbookChange.PHASES in what.kinds:
+        # A phase signed off or withdrawn: the heads, navigator, status and the phases' order
+        # (the phase in focus moves first and opens; live.js reloads the moved phases' items).
+        html = pages.render_phase_change(user, runbook, what.phase_ids, what.state_ids)
+        if RunbookChange.CONTACTS in what.kinds:
+            html += "\n" + oob(render_to_string("checklist/_contacts.html",
+                                                pages.contacts_context(user, runbook)))
+        return runbook.revision, html
     return runbook.revision, runbook_delta(user, runbook, what)
 
 

@@ -276,6 +276,7 @@ def runbook_context(user, runbook):
         "facts": facts,
         "nav": phases,
         "phases": sorted(phases, key=lambda s: not s.expanded),
+        "focus_id": focus.pk if focus is not None else "",
         # Not "block": inside {% block %} that name is the template block itself.
         "summary": rules.status_block(facts),
         "contacts": _contacts(runbook),
@@ -301,20 +302,34 @@ def _last_audit_seq():
     return AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
+def _shared_render(user, runbook, template, build, csrf_token, *part):
+    """`template` rendered with `build()` once per key (BODY_CACHE_SECONDS), with this reader's
+    `csrf_token` put in its forms."""
+    cache = caches[ROW_CACHE]
+    shown = (template, runbook.pk, runbook.revision, _last_audit_seq(), viewer_key(user),
+             timezone.get_current_timezone_name(), *part)
+    key = "page-part:" + hashlib.sha256(repr(shown).encode()).hexdigest()
+    html = cache.get(key)
+    if html is None:
+        context = build()
+        context["csrf_token"] = _CSRF_PLACEHOLDER
+        html = render_to_string(template, context)
+        cache.set(key, html, BODY_CACHE_SECONDS)
+    return mark_safe(html.replace(_CSRF_PLACEHOLDER, csrf_token))
+
+
 def runbook_body(user, runbook, csrf_token=""):
     """The runbook page's body (_runbook_body.html at `runbook.revision`, as read by the
     caller) with `csrf_token` in its forms; rendered once per key (see BODY_CACHE_SECONDS)."""
-    cache = caches[ROW_CACHE]
-    shown = (runbook.pk, runbook.revision, _last_audit_seq(), viewer_key(user),
-             timezone.get_current_timezone_name())
-    key = "runbook-body:" + hashlib.sha256(repr(shown).encode()).hexdigest()
-    html = cache.get(key)
-    if html is None:
-        context = runbook_context(user, runbook)
-        context["csrf_token"] = _CSRF_PLACEHOLDER
-        html = render_to_string("checklist/_runbook_body.html", context)
-        cache.set(key, html, BODY_CACHE_SECONDS)
-    return mark_safe(html.replace(_CSRF_PLACEHOLDER, csrf_token))
+    return _shared_render(user, runbook, "checklist/_runbook_body.html",
+                          lambda: runbook_context(user, runbook), csrf_token)
+
+
+def phase_items(user, runbook, phase_id, csrf_token=""):
+    """One phase's item list (`phase_context` + _phase_items.html), shared as the body is: after
+    a sign-off every open page reloads the moved phases' lists at once."""
+    return _shared_render(user, runbook, "checklist/_phase_items.html",
+                          lambda: phase_context(user, runbook, phase_id), csrf_token, phase_id)
 
 
 def runbook_page_context(user, runbook, csrf_token=""):
@@ -357,10 +372,10 @@ def _contacts(runbook):
                 .order_by("field__order"))
 
 
-def _pieces(user, runbook, state_ids):
+def _pieces(user, runbook, state_ids, facts=None):
     """The facts (counts only), the given states decorated, and their groups read whole (a
     group's count needs all its items), in a fixed number of queries."""
-    facts = rules.RunbookFacts.load(runbook, states=False)
+    facts = facts or rules.RunbookFacts.load(runbook, states=False)
     group_ids = ItemState.objects.filter(runbook=runbook, pk__in=state_ids).values("item__group_id")
     in_groups = list(
         ItemState.objects.filter(runbook=runbook, item__group_id__in=group_ids)
@@ -450,3 +465,31 @@ def render_deltas(user, runbook, state_ids):
     rows = _rows_html(runbook, states, True)
     return ("".join(rows.values()) + _heads_html(user, runbook, groups, phases, True)
             + render_status(user, runbook, True, facts))
+
+
+def render_phase_change(user, runbook, phase_ids, state_ids=()):
+    """The out-of-band answer for a change of phase states (a sign-off, a withdrawal), instead
+    of the body: every phase head, the navigator, the status block, the withdrawal notice, the
+    changed rows with their group headings, and the phases' order (`#phase-order`: the phase in
+    focus first; live.js moves the sections, opens that phase and reloads the item lists of the
+    phases in `phase_ids` that the page shows)."""
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    focus = rules.phase_in_focus(facts)
+    phases = _phase_statuses(user, facts, focus)
+    context = {"runbook": runbook, "nav": phases, "oob": True,
+               "phases": sorted(phases, key=lambda s: not s.expanded),
+               "focus_id": focus.pk if focus is not None else "",
+               "withdrawal": rules.last_withdrawal(facts), "reload": sorted(phase_ids)}
+    parts = [render_to_string("checklist/_sync.html", context)]
+    if state_ids:
+        _, states, groups, _ = _pieces(user, runbook, state_ids, facts)
+        parts += _rows_html(runbook, states, True).values()
+        parts += [render_to_string("checklist/_group_head.html", {"group": g, "oob": True})
+                  for g in groups]
+    parts += [render_to_string("checklist/_phase_head.html", {**context, "ps": ps})
+              for ps in phases]
+    parts.append(render_status(user, runbook, True, facts))
+    for name in ("_phase_nav", "_withdrawal_slot", "_phase_order"):
+        parts.append(render_to_string(f"checklist/{name}.html", context))
+    return "\n".join(p.strip() for p in parts if p.strip())
+

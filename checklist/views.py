@@ -321,8 +321,7 @@ def phase_items(request, runbook_id, phase_id):
     """A collapsed phase's items, loaded when someone opens it."""
     runbook = _runbook(runbook_id)
     phase = get_object_or_404(Phase, pk=phase_id, template_id=runbook.template_id)
-    return render(request, "checklist/_phase_items.html",
-                  pages.phase_context(request.user, runbook, phase.pk))
+    return HttpResponse(pages.phase_items(request.user, runbook, phase.pk, get_token(request)))
 
 
 @require_GET

@@ -23,6 +23,7 @@
   // Each event's id is the revision it brought the page to: a reconnect (the extension opens a
   // new EventSource, which sends no Last-Event-ID) resumes from there, not from the first load.
   document.addEventListener("htmx:sseMessage", function (e) {
+    applyPhaseOrder();
     var id = e.detail && e.detail.lastEventId;
     var el = source();
     if (!id || !el) return;
@@ -30,6 +31,56 @@
     url.searchParams.set("rev", id);
     el.setAttribute("sse-connect", url.pathname + url.search);
   });
+  // A sign-off or a withdrawal moves the phase in focus. Its event carries the phases' order
+  // (#phase-order, the phase in focus first) instead of the body: put the sections in that
+  // order, give each its state, open the phase in focus (a collapsed one loads its items as it
+  // opens), collapse the phases that became signed off or locked, and reload the item lists
+  // this page shows of the phases whose state changed (their rows' choices changed with it).
+  function applyPhaseOrder() {
+    var order = document.getElementById("phase-order");
+    if (!order || order.hasAttribute("data-applied")) return;
+    order.setAttribute("data-applied", "");
+    function list(name) { return (order.getAttribute(name) || "").split(" ").filter(Boolean); }
+    var states = {};
+    list("data-states").forEach(function (pair) {
+      var i = pair.indexOf(":");
+      if (i > 0) states[pair.slice(0, i)] = pair.slice(i + 1);
+    });
+    var sections = list("data-order").map(function (id) {
+      return document.getElementById("phase-" + id);
+    }).filter(Boolean);
+    if (!sections.length) return;
+    var parent = sections[0].parentNode;
+    var first = parent.querySelector("section.phase");
+    var inPlace = sections.every(function (s, i) { return parent.children[i] === s; });
+    if (!inPlace && first) {
+      var mark = document.createElement("span");
+      parent.insertBefore(mark, first);
+      // moveBefore keeps a moved section's state (focus, what is being typed) where supported.
+      sections.forEach(function (s) {
+        if (parent.moveBefore) parent.moveBefore(s, mark); else parent.insertBefore(s, mark);
+      });
+      parent.removeChild(mark);
+    }
+    sections.forEach(function (s) {
+      var state = states[s.id.slice("phase-".length)];
+      if (state) s.className = s.className.replace(/(^|\s)phase-[\w-]+/, "$1phase-" + state);
+    });
+    var focus = order.getAttribute("data-focus");
+    list("data-reload").forEach(function (id) {
+      var box = document.getElementById("phase-box-" + id);
+      var items = document.getElementById("phase-items-" + id);
+      var section = document.getElementById("phase-" + id);
+      if (!box || !items || !section) return;
+      if (id !== focus && (states[id] === "signed-off" || states[id] === "locked")) box.open = false;
+      // Shown (loaded) lists are reloaded; the others load when opened.
+      if (items.querySelector(".group, .phase-jobs")) {
+        htmx.ajax("GET", section.getAttribute("data-items"), {target: items, swap: "innerHTML"});
+      }
+    });
+    var focusBox = focus && document.getElementById("phase-box-" + focus);
+    if (focusBox && !focusBox.open) focusBox.open = true;
+  }
   // An event may carry rows the page does not show (a collapsed phase loads its rows when it is
   // opened): drop the pieces with no element to replace, before htmx looks for them.
   htmx.defineExtension("live", {

@@ -206,3 +206,36 @@ def test_the_go_live_page_shows_the_other_leads_approval_live(servers, browse, u
     expect(watcher.locator("#approvals-h")).to_contain_text("Approvals (1 of",
                                                             timeout=SEEN_MS)
     screenshot(watcher, "go-live-live")
+
+
+def test_a_sign_off_reaches_another_page_as_deltas_moving_the_phase_in_focus(
+        servers, browse, users, runbook):
+    """The other page is sent the heads and the phases' order, not the body: the signed-off
+    phase shows it and collapses, the next phase comes first and open with its items loaded."""
+    pre, migration = gated(runbook)[:2]
+    from tests.checklist.factories import complete_phase
+
+    complete_phase(runbook, pre, users["member"])
+    (server,) = servers(1)
+    lead, member = browse(server, "lead"), browse(server, "member")
+    for page in (lead, member):
+        open_live(page, f"/runbooks/{runbook.pk}/")
+    member.evaluate("document.querySelector('#runbook-body').dataset.mark = 'first load'")
+    expect(member.locator("section.phase").first).to_have_id(f"phase-{pre.pk}")
+    lead.get_by_role("button", name=f"Sign off {pre.title}").click()
+    expect(lead.locator(f"#phase-head-{pre.pk}")).to_contain_text("Signed off by lead")
+    expect(member.locator(f"#phase-head-{pre.pk}")).to_contain_text("Signed off by lead",
+                                                                    timeout=SEEN_MS)
+    expect(member.locator("section.phase").first).to_have_id(f"phase-{migration.pk}")
+    expect(member.locator(f"#phase-box-{migration.pk}")).to_have_attribute("open", "")
+    first_item = hand_states(runbook, migration)[0]
+    expect(item(member, first_item)).to_be_visible()
+    expect(member.locator(f"#phase-box-{pre.pk}")).not_to_have_attribute("open", "")
+    expect(member.locator(f"#phase-{pre.pk}")).to_have_class(re.compile(r"\bphase-signed-off\b"))
+    expect(member.locator("#phase-nav")).to_contain_text("(now)")
+    # The member can work the newly open phase from there, and the body was never replaced.
+    member.get_by_role("button", name=f"Tick: {first_item.item.text}").click()
+    expect(item(member, first_item)).to_contain_text("by member")
+    assert member.evaluate("document.querySelector('#runbook-body').dataset.mark") == "first load"
+    assert not member.refused and not member.console_errors, (member.refused,
+                                                              member.console_errors)

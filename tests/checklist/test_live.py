@@ -2,6 +2,7 @@
 (PostgreSQL LISTEN/NOTIFY, the polling one), what each revision records, what an event carries
 (only what changed, never the body), and the stream's own checks (who, which revision)."""
 import asyncio
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -184,15 +185,50 @@ def test_a_tick_sends_its_row_headings_and_status_never_the_body(users, runbook)
 
 
 @pytest.mark.django_db
-def test_a_sign_off_sends_the_body_built_around_the_phase_it_opens(users, runbook):
+def test_a_sign_off_sends_the_heads_and_the_phase_order_not_the_body(users, runbook):
+    """The phase in focus moves (first and open): the event names the new order and the phases
+    whose state changed (live.js moves the sections and reloads those lists), with every phase
+    head, the navigator and the status block; a third of the body's bytes at most."""
+    from django.template.loader import render_to_string
+
+    from checklist import pages
+
     pre, migration = gated(runbook)[:2]
     complete_phase(runbook, pre, users["member"])
     start = Runbook.objects.get(pk=runbook.pk).revision
     actions.sign_off(users["lead"], runbook, pre, "ok")
-    _, html = deltas.runbook_event(users["member"], runbook.pk, start)
-    # The phase in focus moved (it comes first and open): the layout changed, not just rows.
-    assert html.startswith('<div hx-swap-oob="true" id="runbook-body">')
-    assert html.index(f'id="phase-{migration.pk}"') < html.index(f'id="phase-{pre.pk}"')
+    revision, html = deltas.runbook_event(users["member"], runbook.pk, start)
+    assert 'id="runbook-body"' not in html and 'id="item-' not in html
+    order = re.search(r'<div id="phase-order" hidden data-focus="(\d+)" data-order="([\d ]+)" '
+                      r'data-states="([^"]+)" data-reload="([\d ]*)" hx-swap-oob="true">', html)
+    assert order, html[-600:]
+    focus, ids, states, reload = order.groups()
+    assert int(focus) == migration.pk and ids.split()[0] == str(migration.pk)
+    assert f"{pre.pk}:signed-off" in states and f"{migration.pk}:open" in states
+    assert set(map(int, reload.split())) >= {pre.pk, migration.pk}
+    for phase in runbook.template.phases.all():
+        assert f'id="phase-head-{phase.pk}" hx-swap-oob="true"' in html
+    assert 'id="phase-nav"' in html and 'id="status-block"' in html
+    assert f'id="runbook-rev" name="rev" value="{revision}"' in html
+    runbook.refresh_from_db()
+    body = render_to_string("checklist/_runbook_body.html",
+                            pages.runbook_context(users["member"], runbook))
+    assert len(html) * 3 < len(body), (len(html), len(body))
+
+
+@pytest.mark.django_db
+def test_a_withdrawal_sends_the_unticked_row_the_notice_and_the_order(users, runbook):
+    pre, migration = gated(runbook)[:2]
+    complete_phase(runbook, pre, users["member"])
+    actions.sign_off(users["lead"], runbook, pre, "ok")
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    st = ItemState.objects.get(pk=hand_states(runbook, pre)[0].pk)
+    actions.untick(users["member"], st, confirm=True, reason="the backup was corrupt")
+    _, html = deltas.runbook_event(users["lead"], runbook.pk, start)
+    assert 'id="runbook-body"' not in html
+    assert html.count('id="item-') == 1 and f'id="item-{st.pk}" hx-swap-oob="true"' in html
+    assert 'id="withdrawal-banner"' in html and "the backup was corrupt" in html
+    assert f'data-focus="{pre.pk}"' in html
 
 
 @pytest.mark.django_db

@@ -60,7 +60,7 @@ def runbook_delta(user, runbook, what):
             runbook=runbook, item__group__phase_id__in=what.phase_ids).values_list("pk", flat=True))
     parts = [render_to_string("checklist/_sync.html", {"runbook": runbook, "oob": True})]
     if state_ids:
-        parts.append(pages.render_deltas(user, runbook, sorted(state_ids)))
+        parts.append(pages.render_deltas(user, runbook, sorted(state_ids), what.run_ids))
     else:
         parts.append(pages.render_status(user, runbook))
     if RunbookChange.CONTACTS in what.kinds:

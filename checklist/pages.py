@@ -458,13 +458,31 @@ def render_status(user, runbook, oob=True, facts=None):
                              "oob": oob})
 
 
-def render_deltas(user, runbook, state_ids):
+def render_deltas(user, runbook, state_ids, run_ids=()):
     """One out-of-band answer for a change to these items: their rows, the heads above them
-    and the status block, each replacing the element with its id."""
+    and the status block, each replacing the element with its id; with `run_ids` (runs that
+    moved) also the job panels showing them (`job-<phase_id>-<kind slug>`), so a panel follows
+    its run over the stream instead of polling."""
     facts, states, groups, phases = _pieces(user, runbook, state_ids)
     rows = _rows_html(runbook, states, True)
     return ("".join(rows.values()) + _heads_html(user, runbook, groups, phases, True)
-            + render_status(user, runbook, True, facts))
+            + render_status(user, runbook, True, facts) + _jobs_html(runbook, states, run_ids))
+
+
+def _jobs_html(runbook, states, run_ids):
+    """The job panels (_job.html) whose latest run is one of `run_ids`, gathered from the
+    decorated rows of the items those runs earn (as `_fill_phase` gathers a phase's)."""
+    run_ids, shown = set(run_ids), {}
+    for st in states:
+        for job in st.jobs:
+            if job["run"] is None or job["run"].pk not in run_ids:
+                continue
+            panel = shown.setdefault(job["anchor"], {**job, "items": []})
+            panel["items"].append(st)
+            panel["may_run"] = panel["may_run"] or job["may_run"]
+    return "".join(render_to_string("checklist/_job.html", {
+        "job": job, "runbook": runbook, "in_runbook": True, "oob": True})
+        for job in shown.values())
 
 
 def render_phase_change(user, runbook, phase_ids, state_ids=()):

@@ -28,6 +28,7 @@ urlpatterns = [
     path("runbooks/<int:runbook_id>/schema/<int:evidence_id>/approve/", views.schema_approve,
          name="schema-approve"),
     path("runbooks/<int:runbook_id>/go-live/", views.go_live_page, name="go-live"),
+    path("runbooks/<int:runbook_id>/go-live/poll/", views.go_live_poll, name="go-live-poll"),
     path("runbooks/<int:runbook_id>/go-live/request/", views.go_live_request,
          name="go-live-request"),
     path("runbooks/<int:runbook_id>/go-live/approve/", views.go_live_approve,

@@ -271,6 +271,18 @@ def go_live_page(request, runbook_id):
     return render(request, "checklist/go_live.html", pages.go_live_context(request.user, runbook))
 
 
+@require_GET
+@reader_required
+def go_live_poll(request, runbook_id):
+    """The go-live page's fallback without a stream: 204 while the revision the page shows is
+    current, else its body."""
+    runbook = _runbook(runbook_id)
+    if str(runbook.revision) == request.GET.get("rev"):
+        return HttpResponse(status=204)
+    return render(request, "checklist/_go_live_body.html",
+                  pages.go_live_context(request.user, runbook))
+
+
 @require_POST
 @reader_required
 def go_live_request(request, runbook_id):

@@ -16,9 +16,9 @@
   document.addEventListener("htmx:sseClose", function () { setLive(false); });
   document.addEventListener("htmx:beforeRequest", function (e) {
     var elt = e.detail.elt;
-    // The runbook's poller: the stream brings what it would. (Run panels keep their progress
-    // polls: the job panels of a phase are not in the stream's deltas.)
-    if (live && elt && elt.matches && elt.matches(".poller")) e.preventDefault();
+    // The page's poller and the run panels' progress polls: the stream brings what they would
+    // (a run's progress is a change of its runbook: its panels, item and run pages are sent).
+    if (live && elt && elt.matches && elt.matches(".poller, .run-panel")) e.preventDefault();
   });
   // Each event's id is the revision it brought the page to: a reconnect (the extension opens a
   // new EventSource, which sends no Last-Event-ID) resumes from there, not from the first load.

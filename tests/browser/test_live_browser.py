@@ -239,3 +239,88 @@ def test_a_sign_off_reaches_another_page_as_deltas_moving_the_phase_in_focus(
     assert member.evaluate("document.querySelector('#runbook-body').dataset.mark") == "first load"
     assert not member.refused and not member.console_errors, (member.refused,
                                                               member.console_errors)
+
+
+# Counts the run panels' poll attempts in an attribute (the CSP forbids the eval that
+# wait_for_function would need; a locator can wait on an attribute).
+PANEL_POLLS = """
+document.addEventListener("htmx:beforeRequest", (e) => {
+  if (!e.detail.elt.matches(".run-panel")) return;
+  const root = document.documentElement;
+  root.dataset.panelPolls = String(Number(root.dataset.panelPolls || 0) + 1);
+});
+"""
+
+
+def test_item_run_and_job_panels_follow_a_run_and_a_note_over_the_stream_not_polls(
+        servers, browse, users, runbook):
+    """A run's progress (written by its worker, here by the test as the worker would) reaches
+    the runbook page's job panel, the item page and the run page over the stream; a note made
+    by someone else reaches the item page; no run panel polls while the stream is open."""
+    from django.utils.text import slugify
+
+    from checklist import changes, jobs
+    from checklist.models import TaskRun
+
+    pre = gated(runbook)[0]
+    bound = jobs.runbook_bindings(runbook)
+    state = next(st for st in ItemState.objects.filter(runbook=runbook, item__group__phase=pre)
+                 .order_by("item__group__order", "item__order")
+                 if "backup" in bound.get(st.item_id, ()))
+    run = TaskRun.objects.create(runbook=runbook, kind="backup", state=TaskRun.RUNNING,
+                                 started_by=users["member"], step="copying accounts")
+    run.items.set(jobs.items_for(runbook, "backup"))
+    (server,) = servers(1)
+    board, detail, run_page = (browse(server, "member") for _ in range(3))
+    panel = f"#job-{pre.pk}-{slugify('backup')} .run-panel"
+    for page, url in ((board, f"/runbooks/{runbook.pk}/"),
+                      (detail, f"/runbooks/{runbook.pk}/items/{state.pk}/"),
+                      (run_page, f"/runbooks/{runbook.pk}/runs/{run.pk}/")):
+        page.run_details = []
+        page.on("request", lambda r, page=page: f"/runs/{run.pk}/" in r.url
+                and r.resource_type != "document" and page.run_details.append(r.url))
+        page.add_init_script(PANEL_POLLS)
+        open_live(page, url)
+    expect(board.locator(panel)).to_contain_text("Step: copying accounts")
+    # Each page's panel tried its 2 s poll (htmx fired it), and live.js kept it from the wire.
+    for page in (board, detail, run_page):
+        expect(page.locator("html")).to_have_attribute("data-panel-polls", re.compile(r"^[1-9]"))
+
+    TaskRun.objects.filter(pk=run.pk).update(step="copying events", rows=1200)
+    changes.run_changed(run)
+    expect(board.locator(panel)).to_contain_text("Step: copying events", timeout=SEEN_MS)
+    expect(detail.locator(f"#run-detail-{run.pk}")).to_contain_text("Step: copying events",
+                                                                   timeout=SEEN_MS)
+    expect(run_page.locator(f"#run-detail-{run.pk}")).to_contain_text("1200 rows",
+                                                                     timeout=SEEN_MS)
+    actions.add_note(users["lead"], ItemState.objects.get(pk=state.pk), "lead watched the backup")
+    expect(detail.locator("#item-body .notes")).to_contain_text("lead watched the backup",
+                                                                timeout=SEEN_MS)
+    TaskRun.objects.filter(pk=run.pk).update(state=TaskRun.SUCCEEDED, step="done")
+    changes.run_changed(run)
+    expect(run_page.locator(f"#run-detail-{run.pk} .badge")).to_have_text("Succeeded",
+                                                                          timeout=SEEN_MS)
+    expect(board.locator(f"{panel} .badge")).to_have_text("Succeeded", timeout=SEEN_MS)
+    for page in (board, detail, run_page):
+        assert not page.run_details, page.run_details  # pushed, never polled
+        assert not page.refused and not page.console_errors, (page.refused, page.console_errors)
+
+
+def test_without_a_stream_the_go_live_page_polls_and_shows_the_other_leads_approval(
+        new_page, users, runbook):
+    """Under WSGI (the test server) the stream answers 204: the go-live page falls back to its
+    poll and still shows what another lead did."""
+    sign_off_through(runbook, 4, users["member"], users["lead"])
+    actions.request_go_live(users["lead"], runbook, "all signed off")
+    page = new_page()
+    refused = []
+    page.on("response", lambda r: r.status >= 400 and "favicon" not in r.url
+            and refused.append(f"{r.status} {r.url}"))
+    log_in(page, "lead")
+    page.goto(f"/runbooks/{runbook.pk}/go-live/")
+    expect(page.locator("#approvals-h")).to_contain_text("Approvals (0 of")
+    with page.expect_request(re.compile(r"/go-live/poll/\?rev=\d+")):
+        actions.approve_go_live(users["lead2"], runbook, "lead2 agrees")
+    expect(page.get_by_text("lead2 approved")).to_be_visible(timeout=10_000)
+    expect(page.locator("#approvals-h")).to_contain_text("Approvals (1 of")
+    assert not refused, refused

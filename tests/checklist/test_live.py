@@ -232,6 +232,32 @@ def test_a_withdrawal_sends_the_unticked_row_the_notice_and_the_order(users, run
 
 
 @pytest.mark.django_db
+def test_a_run_moving_sends_its_job_panel_so_the_panel_need_not_poll(users, runbook):
+    from django.utils.text import slugify
+
+    from checklist import jobs
+
+    pre = gated(runbook)[0]
+    bound = jobs.runbook_bindings(runbook)
+    states = [st for st in states_of(runbook, pre) if "backup" in bound.get(st.item_id, ())]
+    assert states
+    run = TaskRun.objects.create(runbook=runbook, kind="backup", state=TaskRun.RUNNING,
+                                 step="copying accounts")
+    run.items.set([st.item for st in states])
+    start = Runbook.objects.get(pk=runbook.pk).revision
+    changes.run_changed(run)
+    _, html = deltas.runbook_event(users["member"], runbook.pk, start)
+    anchor = f"job-{pre.pk}-{slugify('backup')}"
+    assert html.count(f'id="{anchor}" hx-swap-oob="true"') == 1
+    assert "Step: copying accounts" in html and f"Run #{run.pk}" in html
+    TaskRun.objects.filter(pk=run.pk).update(state=TaskRun.SUCCEEDED, step="done")
+    changes.run_changed(run)
+    _, html = deltas.runbook_event(users["member"], runbook.pk, start + 1)
+    panel = html[html.index(f'id="{anchor}"'):]
+    assert "Succeeded" in panel and 'hx-trigger="every' not in panel.split('id="item-')[0]
+
+
+@pytest.mark.django_db
 def test_a_page_the_records_cannot_bring_up_to_date_gets_the_body(users, runbook):
     start = Runbook.objects.get(pk=runbook.pk).revision
     changes.bump(runbook.pk)
@@ -336,3 +362,20 @@ def test_the_stream_checks_who_reads_and_catches_up_from_the_last_event_id(users
     assert retry.startswith(b"retry: ")
     assert caught_up.startswith(f"id: {start + 1}\n".encode())
     assert f'id="item-{st.pk}"'.encode() in caught_up
+
+
+@pytest.mark.django_db
+def test_without_a_stream_the_go_live_page_polls_for_its_body(client, users, runbook):
+    from .factories import sign_off_through
+
+    sign_off_through(runbook, 4, users["member"], users["lead"])
+    client.force_login(users["lead2"])
+    page = client.get(reverse("go-live", args=[runbook.pk])).content.decode()
+    shown = Runbook.objects.get(pk=runbook.pk).revision
+    poll = reverse("go-live-poll", args=[runbook.pk])
+    assert f'hx-get="{poll}?rev={shown}" hx-trigger="every 3s"' in page
+    assert client.get(f"{poll}?rev={shown}", HTTP_HX_REQUEST="true").status_code == 204
+    actions.request_go_live(users["lead"], runbook, "all signed off")
+    body = client.get(f"{poll}?rev={shown}", HTTP_HX_REQUEST="true").content.decode()
+    assert body.startswith('<div id="go-live-body">') and "Approve go-live" in body
+    assert f'{poll}?rev={shown + 1}"' in body

@@ -75,7 +75,17 @@ def latest_notes(runbook, state_ids=None):
     The runbook page shows the newest note and a count; the item page shows them all."""
     notes = ItemNote.objects.filter(state__runbook=runbook)
     if state_ids is not None:
-        notes = notes.filter(state_id__in=state_ids)
+        # A few items (a write's or a delta's rows, each with a few notes): read their notes
+        # plainly and pick the newest here; building the window query cost more than reading.
+        newest = {}
+        for note in (notes.filter(state_id__in=state_ids).select_related("author")
+                     .order_by("state_id", "-created_at", "-pk")):
+            if note.state_id in newest:
+                newest[note.state_id].count += 1
+            else:
+                note.count = 1
+                newest[note.state_id] = note
+        return newest
     notes = notes.annotate(
         rank=Window(RowNumber(), partition_by=[F("state_id")],
                     order_by=[F("created_at").desc(), F("pk").desc()]),
@@ -412,6 +422,18 @@ def item_write_context(user, runbook, state_id):
         "in_runbook": True,
         "oob": True,
     }
+
+
+def item_row(user, runbook, state_id):
+    """(the item's row as HTML, the facts it was decided from): the answer to a write from a
+    page whose stream is open (the stream sends that page the headings and status it changed,
+    rendered once for all pages, so the write does not render them again)."""
+    facts = rules.RunbookFacts.load(runbook, states=False)
+    st = (ItemState.objects.select_related("item__group__phase", "checked_by")
+          .get(runbook=runbook, pk=state_id))
+    _Rows(user, runbook, facts, only={st.pk}).decorate([st])
+    _prerender_rows(runbook, [st])
+    return st.html, facts
 
 
 def item_forms_context(user, runbook, state_id):

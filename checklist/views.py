@@ -46,6 +46,9 @@ def lockout(request, original_response=None, credentials=None):
                   {"locked_out": True, "cool_off_minutes": minutes, "next": ""}, status=429)
 
 
+# Sent by static/js/live.js with a write while the page's stream is open.
+LIVE_HEADER = "X-Mingus-Live"
+
 # The refusal's text, percent-encoded (headers are ASCII): app.js shows it in the message area
 # and next to what was clicked.
 MESSAGE_TEXT_HEADER = "X-Mingus-Message-Text"
@@ -174,6 +177,12 @@ def _item_action(request, runbook_id, state_id, act, may_withdraw=False, confirm
         return _refused(request, refused)
     if not request.htmx:
         return redirect("runbook", runbook.pk)
+    if request.headers.get(LIVE_HEADER) == "open":
+        # The page's stream brings the headings, counts and status block this write changed
+        # (and the revision): answer with the row alone.
+        row, facts = pages.item_row(request.user, runbook, state.pk)
+        if standing is None or {s.pk for s in facts.sign_offs.values()} == standing:
+            return HttpResponse(row)
     # The revision first, then the facts: the facts are at least as new as the revision shown.
     runbook.refresh_from_db(fields=["revision"])
     context = pages.item_write_context(request.user, runbook, state.pk)

@@ -20,6 +20,13 @@
     // (a run's progress is a change of its runbook: its panels, item and run pages are sent).
     if (live && elt && elt.matches && elt.matches(".poller, .run-panel")) e.preventDefault();
   });
+  // A write from a page whose stream is open is answered with its row alone: the headings,
+  // counts and status block it changed come over the stream, rendered once for every page.
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (live && e.detail.verb && e.detail.verb.toLowerCase() === "post") {
+      e.detail.headers["X-Mingus-Live"] = "open";
+    }
+  });
   // Each event's id is the revision it brought the page to: a reconnect (the extension opens a
   // new EventSource, which sends no Last-Event-ID) resumes from there, not from the first load.
   document.addEventListener("htmx:sseMessage", function (e) {

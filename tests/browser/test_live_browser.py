@@ -136,13 +136,20 @@ def test_two_pages_see_a_tick_within_a_second_and_again_after_the_stream_is_cut(
     note = lead.get_by_label(f"Note on: {first.item.text}", exact=True)
     note.click()
     note.type("typed while others work")
-    member.get_by_role("button", name=f"Tick: {first.item.text}").click()
+    with member.expect_response(lambda r: r.url.endswith(f"/items/{first.pk}/tick/")) as tick:
+        member.get_by_role("button", name=f"Tick: {first.item.text}").click()
     expect(item(member, first)).to_contain_text("by member")  # the write is done
+    assert "status-block" not in tick.value.text()  # the row alone: its stream is open
     # Over the stream, within a second, into the very row the lead is typing in.
     expect(item(lead, first)).to_contain_text("by member", timeout=SEEN_MS)
     expect(lead.locator("#status-block")).to_contain_text("Work: 1 / 112", timeout=SEEN_MS)
     expect(note).to_have_value("typed while others work")
     expect(note).to_be_focused()
+    # The writer's page was answered with the row alone (its stream is open): its own counts
+    # come over the stream too.
+    expect(member.locator("#status-block")).to_contain_text("Work: 1 / 112", timeout=SEEN_MS)
+    expect(member.locator(f"#phase-head-{first.item.group.phase_id} .count")).to_contain_text(
+        "1 / ", timeout=SEEN_MS)
 
     # Cut every stream (the server dies); a change lands meanwhile; the server comes back on its
     # port: both pages reconnect and catch up from their revision, then see new ticks as fast.

@@ -162,3 +162,33 @@ def test_cached_rows_follow_role_and_state(client, users, runbook):
     body = login(client, users["member"]).get(url).content.decode()
     row = body.split(f'id="item-{st.pk}"', 1)[1].split("</li>", 1)[0]
     assert "Done" in row and "by member" in row and "done by hand" in row
+
+
+def test_a_write_from_a_page_with_its_stream_open_answers_with_the_row_alone(client, users,
+                                                                             runbook):
+    """live.js marks writes from a page whose stream is open (X-Mingus-Live): the headings,
+    counts and status block come over the stream, so the answer is the row, in fewer queries;
+    a write that withdraws sign-offs still answers with the whole body."""
+    first, second = hand_states(runbook, gated(runbook)[0])[:2]
+    login(client, users["member"])
+    live = {**HX, "HTTP_X_MINGUS_LIVE": "open"}
+    client.post(reverse("item-tick", args=[runbook.pk, first.pk]), **HX)  # warm caches alike
+    with CaptureQueriesContext(connection) as full:
+        client.post(reverse("item-untick", args=[runbook.pk, first.pk]), **HX)
+    with CaptureQueriesContext(connection) as alone:
+        response = client.post(reverse("item-tick", args=[runbook.pk, second.pk]), **live)
+    body = response.content.decode()
+    assert response.status_code == 200 and "HX-Retarget" not in response
+    assert body.startswith(f'<li class="item checked" id="item-{second.pk}">'), body[:200]
+    assert body.count('id="item-') == 1 and "by member" in body
+    assert "status-block" not in body and "group-h-" not in body and "runbook-rev" not in body
+    assert len(alone) < len(full), (len(alone), len(full))
+
+    complete_phase(runbook, gated(runbook)[0], users["member"])
+    actions.sign_off(users["lead"], runbook, gated(runbook)[0], "ok")
+    st = ItemState.objects.get(pk=second.pk)
+    response = client.post(reverse("item-untick", args=[runbook.pk, st.pk]),
+                           {"version": str(st.version), "confirm": "yes",
+                            "reason": "backup was corrupt"}, **live)
+    assert response.status_code == 200 and response["HX-Retarget"] == "#runbook-body"
+    assert 'id="withdrawal-banner"' in response.content.decode()

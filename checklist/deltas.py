@@ -2,9 +2,11 @@
 swaps (elements carrying hx-swap-oob, swapped by id).
 
 On the runbook page that is the changed item rows, their group headings, the headings of their
-phases and of phases whose state changed, the status block, the contacts when they changed, and
-the page's revision (#runbook-sync). Only when the records cannot say what changed (an admin edit,
-a page too far behind: changes.since is None) is the whole body sent.
+phases, the status block, the job panels of a run that moved, the contacts when they changed, and
+the page's revision (#runbook-sync). A sign-off or withdrawal sends every phase head, the
+navigator, the withdrawal notice and the phases' order instead (pages.render_phase_change; the
+page moves its sections itself). Only when the records cannot say what changed (an admin edit, a
+page too far behind: changes.since is None) is the whole body sent.
 
 Renders are plain functions of (viewer, runbook, what changed): the same for every viewer with
 the same roles, which is what lets checklist.live render once and send to many.

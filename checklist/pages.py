@@ -17,10 +17,16 @@ to send only what changed. Each piece carries a stable DOM id, so a delta replac
     phase-head-<phase_id>  a phase's heading, count,     }  (the heads above those items)
                            lock reason and sign-off form }
     phase-<phase_id>       the whole phase section (rows included); never swapped by a delta
+                           (live.js moves it as #phase-order says)
+    job-<phase_id>-<kind>  a job's panel in a phase, sent when its run moved (`render_deltas`
+                           with run_ids)
     status-block           the completion and go-live block, `render_status(user, runbook)`
-    withdrawal-banner      the latest withdrawal of sign-offs (in the body; rules.last_withdrawal)
-    runbook-body           the whole body (`runbook_context` + _runbook_body.html): only for a
-                           page too far behind for deltas
+    phase-nav              the phase navigator      } with every phase head, after a sign-off or
+    withdrawal-slot        the latest withdrawal    }  withdrawal: `render_phase_change`
+    phase-order            the phases' order, focus }  (rules.last_withdrawal, phase_in_focus)
+    runbook-body           the whole body (`runbook_context` + _runbook_body.html; shared per
+                           revision and kind of viewer, `runbook_body`): a page load, a poll, or
+                           a page too far behind for deltas
 
 `render_deltas(user, runbook, state_ids)` joins the rows, their heads and the status block into
 one out-of-band answer. What a row shows depends on the viewer only through `viewer_key(user)`:

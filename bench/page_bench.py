@@ -428,7 +428,9 @@ def live_run(port, server, sessions, ticker, runbook, states, rate, ticks, check
             "missed": missed,
             "cpu_s_per_change": round(cpu / ticks, 4),
             "bytes_per_change_per_session": round(sum(received) / max(1, ticks * len(sessions))),
-            "events_per_session": round(len(received) / len(sessions), 1)}
+            "events_per_session": round(len(received) / len(sessions), 1),
+            # The machine's 1-minute load when the run ended (other work slows every figure).
+            "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def first_load(sessions, page):
@@ -440,7 +442,8 @@ def first_load(sessions, page):
         return [timed(s, "GET", page)]
 
     values, wall = run_concurrently(sessions, work)
-    return summary(f"first load, {n} sessions within 1 s", values, wall)
+    return {**summary(f"first load, {n} sessions within 1 s", values, wall),
+            "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def live_mode(args, port, server, sessions, runbook, states):
@@ -468,14 +471,15 @@ def live_mode(args, port, server, sessions, runbook, states):
     print(f"live pages: gunicorn {args.workers} uvicorn workers, PostgreSQL LISTEN/NOTIFY; "
           f"{os.cpu_count()} CPUs (the bench's clients share them)")
     print(f"first load, {len(sessions)} sessions within 1 s: p50 {fl['p50_ms']} ms, "
-          f"p95 {fl['p95_ms']} ms, max {fl['max_ms']} ms")
+          f"p95 {fl['p95_ms']} ms, max {fl['max_ms']} ms (load {fl['load_1m']})")
     print(f"{'rate':>6} {'sessions':>8} {'changes':>7} {'tick p95':>9} {'seen p50':>9} "
-          f"{'seen p95':>9} {'all p95':>9} {'missed':>6} {'CPU s/chg':>9} {'B/chg/sess':>10}")
+          f"{'seen p95':>9} {'all p95':>9} {'missed':>6} {'CPU s/chg':>9} {'B/chg/sess':>10} "
+          f"{'load':>5}")
     for r in runs:
         print(f"{r['rate_per_s']:>4}/s {r['sessions']:>8} {r['changes']:>7} "
               f"{r['tick_p95_ms']:>9} {r['seen_p50_ms']:>9} {r['seen_p95_ms']:>9} "
               f"{r['seen_by_all_p95_ms']:>9} {r['missed']:>6} {r['cpu_s_per_change']:>9} "
-              f"{r['bytes_per_change_per_session']:>10}")
+              f"{r['bytes_per_change_per_session']:>10} {r['load_1m']:>5}")
     print(f"CPU per change, 50 sessions / 10 sessions: {results['cpu_ratio_50_to_10']} x")
 
 

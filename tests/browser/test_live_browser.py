@@ -229,6 +229,13 @@ def test_a_sign_off_reaches_another_page_as_deltas_moving_the_phase_in_focus(
         open_live(page, f"/runbooks/{runbook.pk}/")
     member.evaluate("document.querySelector('#runbook-body').dataset.mark = 'first load'")
     expect(member.locator("section.phase").first).to_have_id(f"phase-{pre.pk}")
+    # A reader who closed the phase in focus keeps it closed while others work in it.
+    member.locator(f"#phase-box-{pre.pk} > summary").click()
+    expect(member.locator(f"#phase-box-{pre.pk}")).not_to_have_attribute("open", "")
+    noted = hand_states(runbook, pre)[0]
+    actions.add_note(users["lead"], ItemState.objects.get(pk=noted.pk), "checked twice")
+    expect(item(member, noted)).to_contain_text("checked twice", timeout=SEEN_MS)
+    expect(member.locator(f"#phase-box-{pre.pk}")).not_to_have_attribute("open", "")
     lead.get_by_role("button", name=f"Sign off {pre.title}").click()
     expect(lead.locator(f"#phase-head-{pre.pk}")).to_contain_text("Signed off by lead")
     expect(member.locator(f"#phase-head-{pre.pk}")).to_contain_text("Signed off by lead",

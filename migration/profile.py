@@ -159,9 +159,15 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
     if text_like or dt:
         nul = f"instr({c}, char(0))"
         if text_like or "JSON" in declared:
-            # with_nul and the values COPY's text format escapes (the census's "plain")
-            aggs += [("with_nul|escapes", f"CASE {t} WHEN 'text' THEN {_bit(nul, 0)} + {_bit(needs_escape(c), 1)} "
-                                          f"WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
+            # with_nul, the values COPY's text format escapes (the census's "plain") and the
+            # JSON documents among the texts, in one sum: one test of the storage class for all
+            json_doc = ""
+            if has_json:
+                json_doc = (f" + CASE WHEN unicode({c}) IN (91, 123) THEN {_bit(f'json_valid({c})', 2)} "
+                            f"ELSE 0 END")
+            aggs += [("with_nul|escapes" + ("|json_docs" if has_json else ""),
+                      f"CASE {t} WHEN 'text' THEN {_bit(nul, 0)} + {_bit(needs_escape(c), 1)}{json_doc} "
+                      f"WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
         else:
             aggs.append(("with_nul", count(f"{t} = 'text'", nul)))
         aggs.append(("max_len", f"max(CASE {t} WHEN 'text' THEN {n} END)"))
@@ -180,11 +186,12 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
         # value the loader's guard passes (fastpath.copy_guard; ts_guard, for the census) has
         # only digits, colons and a dot there, so the offset test is asked of the others only
         offset = f"CASE WHEN {n} > 19 THEN {_bit(glob(OFFSET_GLOB, f'substr({c}, 17)'), 0)} ELSE 0 END"
+        # The guard with a fraction (TS_FRACTION_GLOB and only digits after the dot) is, for a
+        # text of a known length, one GLOB: a dot and that many digits after the seconds.
+        fractions = " ".join(f"WHEN {k} THEN CASE WHEN {glob(TS19 + '.' + D * (k - 20))} THEN {PACK ** 2} "
+                             f"ELSE {offset} END" for k in range(21, 27))
         guard = (f"CASE {n} WHEN 19 THEN CASE WHEN {glob(TS19)} THEN {PACK ** 2} ELSE 0 END "
-                 f"WHEN 20 THEN {offset} "
-                 f"ELSE CASE WHEN {n} BETWEEN 21 AND 26 THEN CASE WHEN {glob(TS_FRACTION_GLOB)} THEN "
-                 f"CASE WHEN NOT {glob(NOT_DIGITS_GLOB, f'substr({c}, 21)')} THEN {PACK ** 2} ELSE {offset} END "
-                 f"ELSE {offset} END ELSE {offset} END END")
+                 f"{fractions} ELSE {offset} END")
         nonzero = _bit(f"rtrim(substr({c}, 12), '0:. ') != ''", 1)
         aggs += [
             # a date is 10 long, a time of day at most 15, a timestamp at least 16
@@ -204,7 +211,8 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
         aggs.append(("uuid36|uuids|uuid32", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 36 THEN 1 + {_bit(glob(UUID36_GLOB), 1)} "
                                             f"WHEN 32 THEN {PACK ** 2} + {_bit(glob(UUID32_GLOB), 1)} END END"))
     if has_json and (text_like or "JSON" in declared):
-        aggs.append(("json_docs", count(f"{t} = 'text'", f"substr({c}, 1, 1) IN ('{{', '[')", f"json_valid({c})")))
+        if not (text_like or dt):  # otherwise counted with with_nul above
+            aggs.append(("json_docs", count(f"{t} = 'text'", f"unicode({c}) IN (91, 123)", f"json_valid({c})")))
         if "JSON" in declared:
             aggs.append(("json_values", count(f"{t} IN ('text', 'integer', 'real')", f"json_valid({c})")))
     if "BOOL" in declared:
@@ -229,13 +237,32 @@ def _run_aggregates(con, table: Table, exprs: list, where: str = "1", params: tu
     return row
 
 
-def profile_exprs(table: Table, has_json: bool, packed: bool = True) -> tuple[list, list]:
+def _rowid_aggregates(col) -> list[tuple[str, str]]:
+    """What `_column_aggregates` counts of an INTEGER column, for the rowid's alias: its values
+    are the rowids, integers and never NULL, so only their extremes need reading. SQLite
+    computes an aggregate written twice in one query once, so count(*) here costs nothing."""
+    c = qi(col.name)
+    return [("ints", "count(*)"), ("blobs", "count(*)"), ("min_int", f"min({c})"), ("max_int", f"max({c})")]
+
+
+def rowid_alias(con, table: Table) -> Optional[str]:
+    """The column that is the table's rowid, as SQLite itself reads it (its query plan reads the
+    rowid, not a stored value), or None. The catalog's answer is not enough: a column declared
+    INTEGER PRIMARY KEY DESC, for one, is stored like any other."""
+    if not table.rowid_alias or table.without_rowid:
+        return None
+    ops = {r[1] for r in con.execute(f"EXPLAIN SELECT {qi(table.rowid_alias)} FROM {qi(table.name)} NOT INDEXED")}
+    return table.rowid_alias if "Rowid" in ops and "Column" not in ops else None
+
+
+def profile_exprs(table: Table, has_json: bool, packed: bool = True, alias: Optional[str] = None) -> tuple[list, list]:
     """(layout [(column, key)] of the values a scan gives, SQL aggregates) of one scan of a table;
     it starts with count(*). Packed, a "a|b|c" key is one sum (see `unpack`); otherwise
-    each of its counts is summed alone."""
+    each of its counts is summed alone. `alias` names the rowid's alias column (`rowid_alias`)."""
     layout, exprs = [], ["count(*)"]
     for col in table.columns:
-        for key, sql in _column_aggregates(col, has_json):
+        aggregates = _rowid_aggregates(col) if col.name == alias else _column_aggregates(col, has_json)
+        for key, sql in aggregates:
             if "|" not in key:
                 layout.append((col.name, key))
                 exprs.append(sql)
@@ -300,7 +327,7 @@ def absorb(prof: "TableProfile", layout: list, row: list) -> None:
 def scan(con, table: Table, has_json: bool, where: str = "1", params: tuple = (), rows: Optional[int] = None) -> tuple:
     """(layout, values) of one scan of a table or of one key range of it (about `rows` rows)."""
     packed = (table.row_count if rows is None else rows) < PACK_ROWS
-    layout, exprs = profile_exprs(table, has_json, packed)
+    layout, exprs = profile_exprs(table, has_json, packed, rowid_alias(con, table))
     return unpack(layout, _run_aggregates(con, table, exprs, where, params))
 
 

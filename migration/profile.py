@@ -30,7 +30,6 @@ UUID32_GLOB = HEX * 32
 BOOL_WORDS = ("true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0")
 OFFSET_GLOB = "*[Zz+-]*"
 TS_FRACTION_GLOB = f"{TS19}.{D}*"  # the loader's guard for a timestamp with a fraction (fastpath.copy_guard)
-NOT_DIGITS_GLOB = "*[^0-9]*"
 
 
 def is_datetime_type(declared: str) -> bool:
@@ -185,23 +184,24 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
         # a Z or a sign after the seconds marks an offset (the parser decides the details); a
         # value the loader's guard passes (fastpath.copy_guard; ts_guard, for the census) has
         # only digits, colons and a dot there, so the offset test is asked of the others only
-        offset = f"CASE WHEN {n} > 19 THEN {_bit(glob(OFFSET_GLOB, f'substr({c}, 17)'), 0)} ELSE 0 END"
-        # The guard with a fraction (TS_FRACTION_GLOB and only digits after the dot) is, for a
-        # text of a known length, one GLOB: a dot and that many digits after the seconds.
-        fractions = " ".join(f"WHEN {k} THEN CASE WHEN {glob(TS19 + '.' + D * (k - 20))} THEN {PACK ** 2} "
-                             f"ELSE {offset} END" for k in range(21, 27))
-        guard = (f"CASE {n} WHEN 19 THEN CASE WHEN {glob(TS19)} THEN {PACK ** 2} ELSE 0 END "
-                 f"{fractions} ELSE {offset} END")
-        nonzero = _bit(f"rtrim(substr({c}, 12), '0:. ') != ''", 1)
+        offset = f"CASE WHEN {n} > 19 THEN {_bit(glob(OFFSET_GLOB, f'substr({c}, 17)'), 2)} ELSE 0 END"
+        # A value the guard passes is an ISO timestamp too, so one GLOB of the exact spelling
+        # for its length (TS19, or TS_FRACTION_GLOB with only digits after the dot) answers
+        # both; only the other values are asked TS_GLOB and the offset.
+        other = f"{_bit(glob(TS_GLOB), 0)} + {offset}"
+        exact = " ".join(f"WHEN {k} THEN CASE WHEN {glob(TS19 + ('.' + D * (k - 20) if k > 19 else ''))} "
+                         f"THEN {1 + PACK} ELSE {other} END" for k in (19, 21, 22, 23, 24, 25, 26))
+        nonzero = _bit(f"rtrim(substr({c}, 12), '0:. ') != ''", 2)
         aggs += [
-            # a date is 10 long, a time of day at most 15, a timestamp at least 16
-            ("iso_dates|times|iso_timestamps",
+            # a timestamp is at least 16 long, a date 10 (it passes the guard as it is)
+            ("iso_timestamps|ts_guard|with_offset",
+             f"CASE {t} WHEN 'text' THEN CASE WHEN {n} = 10 THEN {_bit(glob(DATE10), 1)} WHEN {n} <= 15 THEN 0 "
+             f"ELSE CASE {n} {exact} ELSE {other} END END END"),
+            # a date is 10 long, a time of day at most 15; a time part is looked at after 10
+            ("iso_dates|times|nonzero_time",
              f"CASE {t} WHEN 'text' THEN CASE WHEN {n} <= 15 THEN "
              f"(CASE WHEN {n} = 10 THEN {_bit(glob(DATE_GLOB), 0)} ELSE 0 END) + {_bit(glob(TIME_GLOB), 1)} "
-             f"ELSE {_bit(glob(TS_GLOB), 2)} END END"),
-            ("with_offset|nonzero_time|ts_guard",
-             f"CASE {t} WHEN 'text' THEN CASE WHEN {n} > 10 THEN {nonzero} + {guard} "
-             f"WHEN {n} = 10 THEN {_bit(glob(DATE10), 2)} END END"),
+             f"+ (CASE WHEN {n} > 10 THEN {nonzero} ELSE 0 END) ELSE {nonzero} END END"),
             # the two spellings the loader prints as they are (the census's ts19, ts26)
             ("ts19|ts26", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 19 THEN {_bit(space11, 0)} "
                           f"WHEN 26 THEN {_bit(space11, 1)} END END"),

@@ -2,13 +2,15 @@
 census SQL they replace, the same in key ranges as in one scan, and the MINGUS schema file
 byte for byte what it was before."""
 import hashlib
+import json
+import sqlite3
 
 import pytest
 
 from migration import census as census_mod
 from migration.catalog import qi, read_catalog
 from migration.plan import build_plan
-from migration.profile import PACK_ROWS, TableProfile, absorb, profile_table, profile_tables, scan
+from migration.profile import PACK_ROWS, TableProfile, absorb, profile_table, profile_tables, rowid_alias, scan
 from migration.schema import prepare, read_sources
 from migration.sources import open_source
 
@@ -18,6 +20,11 @@ from .sqlite_files import build_hard, build_odd_values
 # unified_schema.sql of the six MINGUS fixtures (no target), source paths left out; made by the
 # engine before the census moved into the profile's scan
 MINGUS_SCHEMA_SHA256 = "58003115402eeed6c5b7fa2aa6892a447cd536365c9cfb9d95ed7daf9d86afb7"
+# every count of every column's profile (TableProfile.to_dict, one scan per table) of the odd and
+# hard files, made by the engine before the profile asked cheaper questions (the rowid's alias
+# read from its extremes, one GLOB per timestamp spelling, JSON counted with the other text tests)
+PROFILE_SHA256 = {"odd": "e1362a99396ecc427c25492039fe8a2d35f901986073dbe71c47836cf3c81e0a",
+                  "hard": "f82efdbc84c94048629f7bc5df96c9c0becf0849a0da63caa3b092f2c169cf1b"}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +104,44 @@ def test_the_mingus_schema_file_is_unchanged(tmp_path):
     for path in sources.values():
         text = text.replace(f"{path.parent}/", "")
     assert hashlib.sha256(text.encode()).hexdigest() == MINGUS_SCHEMA_SHA256
+
+
+@pytest.mark.parametrize("which", ["odd", "hard"])
+def test_every_count_of_the_profile_is_what_it_was(which, odd, tmp_path):
+    path = odd if which == "odd" else build_hard(tmp_path / "hard.db")
+    con = open_source(path)
+    try:
+        tables = read_catalog(con, which, path).tables
+        profiles = {t.name: profile_table(con, t).to_dict() for t in tables}
+    finally:
+        con.close()
+    assert len(profiles) == (1 if which == "odd" else 12)
+    assert hashlib.sha256(json.dumps(profiles, sort_keys=True).encode()).hexdigest() == PROFILE_SHA256[which]
+
+
+def test_only_a_true_rowid_alias_is_profiled_from_its_extremes(tmp_path):
+    """INTEGER PRIMARY KEY is the rowid; INTEGER PRIMARY KEY DESC is a column like any other
+    (SQLite's quirk), so a text stored in it is counted as a text."""
+    path = tmp_path / "alias.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE alias (id INTEGER PRIMARY KEY, v TEXT);
+        CREATE TABLE desc_key (id INTEGER PRIMARY KEY DESC, v TEXT);
+        INSERT INTO alias VALUES (3, 'a'), (7, 'b'), (-2, NULL);
+        INSERT INTO desc_key VALUES (3, 'a'), ('not a number', 'b'), (2.5, NULL);
+    """)
+    con.commit()
+    con.close()
+    con = open_source(path)
+    try:
+        tables = {t.name: t for t in read_catalog(con, "a", path).tables}
+        assert tables["alias"].rowid_alias == tables["desc_key"].rowid_alias == "id"  # what the catalog says
+        assert rowid_alias(con, tables["alias"]) == "id"
+        assert rowid_alias(con, tables["desc_key"]) is None
+        alias = profile_table(con, tables["alias"]).columns["id"]
+        other = profile_table(con, tables["desc_key"]).columns["id"]
+    finally:
+        con.close()
+    assert (alias.ints, alias.reals, alias.texts, alias.blobs, alias.nulls) == (3, 0, 0, 0, 0)
+    assert (alias.min_int, alias.max_int) == (-2, 7)
+    assert (other.ints, other.reals, other.texts, other.nulls) == (1, 1, 1, 0)

@@ -160,13 +160,15 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
         if text_like or "JSON" in declared:
             # with_nul, the values COPY's text format escapes (the census's "plain") and the
             # JSON documents among the texts, in one sum: one test of the storage class for all
-            json_doc = ""
+            tests = f"{_bit(nul, 0)} + {_bit(needs_escape(c), 1)}"
             if has_json:
-                json_doc = (f" + CASE WHEN unicode({c}) IN (91, 123) THEN {_bit(f'json_valid({c})', 2)} "
-                            f"ELSE 0 END")
+                json_doc = f"CASE WHEN unicode({c}) IN (91, 123) THEN {_bit(f'json_valid({c})', 2)} ELSE 0 END"
+                # A text json_quote() only wraps in quotes holds no control character (NUL, tab,
+                # newlines), backslash or quote: one pass over it answers both tests for most.
+                tests = (f"CASE WHEN length(json_quote({c})) = length({c}) + 2 THEN {json_doc} "
+                         f"ELSE {tests} + {json_doc} END")
             aggs += [("with_nul|escapes" + ("|json_docs" if has_json else ""),
-                      f"CASE {t} WHEN 'text' THEN {_bit(nul, 0)} + {_bit(needs_escape(c), 1)}{json_doc} "
-                      f"WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
+                      f"CASE {t} WHEN 'text' THEN {tests} WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
         else:
             aggs.append(("with_nul", count(f"{t} = 'text'", nul)))
         aggs.append(("max_len", f"max(CASE {t} WHEN 'text' THEN {n} END)"))

@@ -169,8 +169,7 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
                          f"ELSE {tests} + {json_doc} END")
             aggs += [("with_nul|escapes" + ("|json_docs" if has_json else ""),
                       f"CASE {t} WHEN 'text' THEN {tests} WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
-        else:
-            aggs.append(("with_nul", count(f"{t} = 'text'", nul)))
+        # (a date/time column's with_nul is counted with its spellings below)
         aggs.append(("max_len", f"max(CASE {t} WHEN 'text' THEN {n} END)"))
     elif "JSON" in declared:
         aggs.append(("escapes", count(f"{t} IN ('text', 'blob')", needs_escape(c))))
@@ -204,10 +203,14 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
              f"CASE {t} WHEN 'text' THEN CASE WHEN {n} <= 15 THEN "
              f"(CASE WHEN {n} = 10 THEN {_bit(glob(DATE_GLOB), 0)} ELSE 0 END) + {_bit(glob(TIME_GLOB), 1)} "
              f"+ (CASE WHEN {n} > 10 THEN {nonzero} ELSE 0 END) ELSE {nonzero} END END"),
-            # the two spellings the loader prints as they are (the census's ts19, ts26)
-            ("ts19|ts26", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 19 THEN {_bit(space11, 0)} "
-                          f"WHEN 26 THEN {_bit(space11, 1)} END END"),
         ]
+        # the two spellings the loader prints as they are (the census's ts19, ts26), and
+        # texts with NUL where the text tests above did not count them
+        spellings = f"CASE {n} WHEN 19 THEN {_bit(space11, 0)} WHEN 26 THEN {_bit(space11, 1)} ELSE 0 END"
+        if text_like or "JSON" in declared:
+            aggs.append(("ts19|ts26", f"CASE {t} WHEN 'text' THEN {spellings} END"))
+        else:
+            aggs.append(("ts19|ts26|with_nul", f"CASE {t} WHEN 'text' THEN {spellings} + {_bit(nul, 2)} END"))
     if text_like or "UUID" in declared or "GUID" in declared:
         # texts of each UUID length (the spellings present) and those spelled as a UUID
         aggs.append(("uuid36|uuids|uuid32", f"CASE {t} WHEN 'text' THEN CASE {n} WHEN 36 THEN 1 + {_bit(glob(UUID36_GLOB), 1)} "

@@ -255,9 +255,12 @@ def main() -> None:
         name, url = fresh_db("engine")
         created.append(name)
         shutil.rmtree(work, ignore_errors=True)
+        schema_sampler = MemorySampler(name)
+        schema_sampler.start()
         t0 = time.perf_counter()
         schema = steps.schema({"bench": db}, url, work)
         schema_s = time.perf_counter() - t0
+        schema_sampler.stop()
         load = {"schema": os.getloadavg()[0]}
         sampler = MemorySampler(name)
         sampler.start()
@@ -294,6 +297,7 @@ def main() -> None:
         created.remove(name)
         return {"load": load, "schema_s": schema_s, "run_s": run_s, "val_s": val_s, "scratch_s": scratch_s, "mem": mem,
                 "vmem": vmem, "smem": smem, "cpu": sampler.cpu_seconds(), "workers": rep.workers,
+                "schema_cpu": schema_sampler.cpu_seconds(), "vcpu": vsampler.cpu_seconds(), "scpu": ssampler.cpu_seconds(),
                 "loader_processes": rep.totals.get("loader_processes"), "sql": Path(schema.schema_sql).read_text()}
 
     def raw_once(schema_sql: str, keys_first: bool) -> dict:
@@ -330,6 +334,7 @@ def main() -> None:
         e = engines[0]
         print(f"medians of {args.repeat} round(s); load average now {os.getloadavg()[0]:.2f}")
         print(f"engine schema step (not in the run time): {e['schema_s']:.1f}s")
+        print(f"  cpu seconds (sampled): {e['schema_cpu']}")
         print(f"engine run: {run_s:.2f}s  {rows / run_s:,.0f} rows/s  workers={e['workers']}  (COPY with type "
               f"handling and rejects, resumability bookkeeping, progress; then keys, indexes, foreign keys, "
               f"identities, ANALYZE, catalog verification)")
@@ -338,6 +343,9 @@ def main() -> None:
         print(f"engine validate (every row, both sides): {val_s:.2f}s  {rows / val_s:,.0f} rows/s  "
               f"= {val_s / run_s:.2f} x the run")
         print(f"  peak memory: {mb(e['vmem'])}")
+        print(f"  cpu seconds (sampled): {e['vcpu']}")
+        print(f"engine run from scratch (schema made by the run): {e['scratch_s']:.2f}s")
+        print(f"  cpu seconds (sampled): {e['scpu']}")
         print(f"raw sqlite3 -csv | psql \\copy per table, into the same CREATE TABLEs: {raw_s:.2f}s  "
               f"{rows / raw_s:,.0f} rows/s")
         print(f"raw, then the same keys/indexes/foreign keys (the engine's end state): {raw_keys_s:.2f}s")
@@ -381,17 +389,26 @@ def main() -> None:
                 job = json.loads(out.stdout.strip().splitlines()[-1])
                 job["load"] = os.getloadavg()[0]
         ld = e["load"]
+
+        def cpu(sampled: dict) -> str:
+            return f"{sum(sampled.values()):.1f} CPU-s"
+
+        raw_cpu = cpu(raws[0]["cpu"])
         print("figures (targets in brackets; 1-minute load average of this 2-core machine when each was measured):")
         print(f"  1. schema step {schema_s:.1f}s = {schema_s / raw_keys_s:.2f} x the raw pipe (<= 0.5)  "
-              f"[load {ld['schema']:.1f}; raw pipe {raw_keys_s:.1f}s at load {raws[0]['load']:.1f}]")
+              f"[load {ld['schema']:.1f}; raw pipe {raw_keys_s:.1f}s at load {raws[0]['load']:.1f}; "
+              f"{cpu(e['schema_cpu'])} vs the raw pipe's {raw_cpu}]")
         print(f"  2. run from scratch {scratch_s:.1f}s = {scratch_s / raw_keys_s:.2f} x the raw pipe (<= 1.5)  "
-              f"[load {ld['scratch']:.1f}]")
+              f"[load {ld['scratch']:.1f}; {cpu(e['scpu'])}]")
         print(f"  3. run with the plan made (pgmigrate run) {run_s:.1f}s = {run_s / raw_keys_s:.2f} x the raw pipe (<= 0.9)"
               + (f", {pgl_s / run_s:.1f} x faster than pgloader (>= 3)" if pgl_s else ", pgloader not compared")
-              + f"  [load {ld['run']:.1f}]")
+              + f"  [load {ld['run']:.1f}; {cpu(e['cpu'])}]")
         print(f"  4. largest engine process (private resident memory) {private:.0f} MB (<= 128); "
               f"loader processes used: {e['loader_processes']}")
-        print(f"  5. validate {val_s:.1f}s = {val_s / run_s:.2f} x the load (<= 1)  [load {ld['validate']:.1f}]")
+        print(f"  5. validate {val_s:.1f}s = {val_s / run_s:.2f} x the load (<= 1)  [load {ld['validate']:.1f}; "
+              f"{cpu(e['vcpu'])}]")
+        print("  (CPU-s: user+system seconds of this process, its workers and the database's backends, sampled "
+              "every 50 ms; they move less with other load than wall time does)")
         if job:
             print(f"  job path: the migrate job (API POST, Celery worker, engine, evidence) {job['seconds']:.1f}s = "
                   f"{job['seconds'] / run_s:.2f} x pgmigrate run; {job['loader_processes']} loader processes, "

@@ -162,11 +162,11 @@ def _column_aggregates(col, has_json: bool) -> list[tuple[str, str]]:
             # JSON documents among the texts, in one sum: one test of the storage class for all
             tests = f"{_bit(nul, 0)} + {_bit(needs_escape(c), 1)}"
             if has_json:
-                json_doc = f"CASE WHEN unicode({c}) IN (91, 123) THEN {_bit(f'json_valid({c})', 2)} ELSE 0 END"
                 # A text json_quote() only wraps in quotes holds no control character (NUL, tab,
-                # newlines), backslash or quote: one pass over it answers both tests for most.
-                tests = (f"CASE WHEN length(json_quote({c})) = length({c}) + 2 THEN {json_doc} "
-                         f"ELSE {tests} + {json_doc} END")
+                # newlines), backslash or quote: one pass over it answers both tests for most
+                # texts. JSON documents (they start with { or [) hold quotes: they skip it.
+                tests = (f"CASE WHEN unicode({c}) IN (91, 123) THEN {tests} + {_bit(f'json_valid({c})', 2)} "
+                         f"WHEN length(json_quote({c})) = length({c}) + 2 THEN 0 ELSE {tests} END")
             aggs += [("with_nul|escapes" + ("|json_docs" if has_json else ""),
                       f"CASE {t} WHEN 'text' THEN {tests} WHEN 'blob' THEN {_bit(needs_escape(c), 1)} END")]
         # (a date/time column's with_nul is counted with its spellings below)

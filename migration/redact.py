@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 MASK = "***"
 
 _SECRET_KEYS = {"password", "pass", "pwd", "passwd", "sslpassword", "secret", "token"}
-# scheme://user:password@host -- the password runs to the last '@' before the host part,
-# because passwords may themselves contain '@'.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>[^\s/?#]*)@")
+# scheme://user:password@host -- the password runs to the last '@' followed by a host, because
+# passwords may themselves contain '@', '/', '?' or '#' (libpq takes them; urlsplit does not).
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*:)(?P<pw>\S*)@(?=[A-Za-z0-9\[/:?]|$)")
 # libpq keyword/value strings: password=secret or password='se cret'
 _KV_PASSWORD = re.compile(
     r"(?P<head>\b(?:%s)\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&]+)" % "|".join(sorted(_SECRET_KEYS)),
@@ -25,8 +25,29 @@ _KV_PASSWORD = re.compile(
 # user:password@host anywhere, with or without a (well-formed) scheme: `postgresql//u:pw@h`,
 # `u:pw@h`. The password runs to the last '@' before whitespace, as in a URL.
 _USERINFO_PASSWORD = re.compile(
-    r"(?P<head>(?<![A-Za-z0-9._%+-])(?!mailto:)[A-Za-z0-9._%+-]+:)(?P<pw>[^\s/?#]*[^\s/?#@:])@"
+    r"(?P<head>(?<![A-Za-z0-9._%+-])(?!mailto:)[A-Za-z0-9._%+-]+:)(?P<pw>(?!//)\S*[^\s@:])@"
     r"(?=[A-Za-z0-9\[])", re.IGNORECASE)
+
+
+def _userinfo(text: str):
+    """(scheme://, user, password, rest) of a URL whose userinfo holds a password, else None.
+
+    Not urlsplit: a password holding '/', '?' or '#' ends its netloc early, and the password
+    would pass as the path. The userinfo is everything between '://' and the last '@' (a URL
+    may name no host: `postgres://u:pw@/db`); the user is what comes before its first ':'. When the query itself holds an
+    '@' this masks more than the password, never less.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return None
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    userinfo = rest[:at]
+    user, colon, password = userinfo.partition(":")
+    if not colon or any(c in user for c in "/?#"):
+        return None
+    return scheme + sep, user, password, rest[at + 1:]
 
 
 def redact_url(url: str) -> str:
@@ -40,13 +61,13 @@ def redact_url(url: str) -> str:
     text = str(url)
     if "://" not in text:
         return scrub(text)
+    found = _userinfo(text)
+    if found:
+        head, user, _, rest = found
+        text = f"{head}{user}:{MASK}@{rest}"
     try:
         parts = urlsplit(text)
         netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            if ":" in userinfo:
-                netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -65,10 +86,11 @@ def url_password(url: str) -> str:
         return ""
     text = str(url)
     if "://" in text:
+        found = _userinfo(text)
+        if found and found[2]:
+            return unquote(found[2])
         try:
             parts = urlsplit(text)
-            if parts.password:
-                return unquote(parts.password)
             for key, value in parse_qsl(parts.query, keep_blank_values=True):
                 if key.lower() in _SECRET_KEYS and value:
                     return value

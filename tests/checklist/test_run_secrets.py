@@ -85,15 +85,23 @@ def test_the_api_shows_a_secret_parameter_masked(client, runbook, users, secret_
     ("postgres://app@db/app?sslmode=require&password=Pw-4475v", "Pw-4475v"),
     ("https://hooks.example.com/x?token=Pw-4476u", "Pw-4476u"),
     ("app:P@ss-4477t@db.example.com", "ss-4477t"),
+    # '/', '?' and '#' end urlsplit's netloc early; libpq takes them in a password
+    ("failed: postgresql://app:Sl/ash#Pw-4478s@db.example.com/app", "Pw-4478s"),
+    ("DATABASE_URL=postgresql://u:Env/Pw-4479r@h/db", "Pw-4479r"),
+    ("app:Q?Pw-4480q@db.example.com", "Pw-4480q"),
 ])
 def test_scrub_catches_credentials_in_any_form(text, secret):
     assert secret not in scrub(text)
 
 
 @pytest.mark.django_db
-def test_a_malformed_target_url_never_echoes_its_password(client, runbook, users):
+@pytest.mark.parametrize("url", [
+    "postgresql//app:Malformed-Pw-5521@db.example.com:5432/app",
+    "postgress://mingus:Typo/Malformed-Pw-5521@db",
+    "mysql://mingus:Typo#Malformed-Pw-5521@db",
+])
+def test_a_malformed_target_url_never_echoes_its_password(client, runbook, users, url):
     client.force_login(users["lead"])
-    url = "postgresql//app:Malformed-Pw-5521@db.example.com:5432/app"
     response = client.post(reverse("runbook-settings", args=[runbook.pk]),
                            {"sources": "", "target_url": url})
     assert response.status_code == 400
@@ -104,6 +112,25 @@ def test_a_malformed_target_url_never_echoes_its_password(client, runbook, users
     export = client.get(reverse("history-csv", args=[runbook.pk]))
     assert export.status_code == 200 and b"Malformed-Pw-5521" not in export.content
     assert_secret_absent("Malformed-Pw-5521")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("password", ["Sup3r/Pw-5522#99", "Pw-5522?x", "Pw#5522"])
+def test_a_saved_target_whose_password_holds_url_delimiters_is_shown_masked(client, runbook, users,
+                                                                            password):
+    client.force_login(users["lead"])
+    url = f"postgresql://mingus:{password}@127.0.0.1:5432/app?sslmode=require"
+    response = client.post(reverse("runbook-settings", args=[runbook.pk]),
+                           {"sources": "", "target_url": url})
+    assert response.status_code == 302
+    secret = password.split("Pw")[1]  # the part after any delimiter
+    for role in ("member", "auditor"):
+        client.force_login(users[role])
+        page = client.get(reverse("runbook-settings", args=[runbook.pk])).content.decode()
+        assert "postgresql://mingus:***@127.0.0.1:5432/app" in page and secret not in page
+    export = client.get(reverse("history-json", args=[runbook.pk]))
+    assert export.status_code == 200 and secret.encode() not in export.content
+    assert_secret_absent(password)
 
 
 @pytest.mark.django_db

@@ -25,3 +25,13 @@ def test_scrub_removes_known_secret_and_embedded_urls():
     text = "failed: postgresql://a:topsecret@h/db said topsecret again"
     assert "topsecret" not in scrub(text, "topsecret")
     assert url_password("postgresql://a:topsecret@h/db") == "topsecret"
+
+
+def test_a_password_holding_url_delimiters_is_masked_whole():
+    # libpq takes these; urlsplit ends the netloc at the delimiter and would show the rest.
+    for password in ("pa#ss", "pa/ss", "pa?ss", "Sup3r/Secret#99"):
+        url = f"postgresql://u:{password}@db.example.com:5432/app?sslmode=require"
+        assert redact_url(url) == "postgresql://u:***@db.example.com:5432/app?sslmode=require"
+        assert url_password(url) == password
+        assert password not in scrub(f"connect to {url} failed")
+    assert redact_url("postgres://root:pw-1@/db") == "postgres://root:***@/db"

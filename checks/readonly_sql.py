@@ -36,7 +36,7 @@ _REFUSED_FUNCTIONS = re.compile(
     r"pg_try_advisory\w*|pg_notify|pg_switch_wal|pg_create_\w+|pg_drop_\w+|pg_replication_\w+|"
     r"pg_logical_\w+|pg_import_\w+|pg_log_backend_memory_contexts|set_config|nextval|setval|"
     r"lo_\w+|dblink\w*|query_to_xml\w*|table_to_xml\w*|txid_current|pg_current_xact_id|"
-    r"pg_catalog\.\w+_file|current_setting)$", re.I)
+    r"pg_stat_reset\w*|pg_catalog\.\w+_file|current_setting)$", re.I)
 
 
 def refusal(sql):
@@ -62,6 +62,9 @@ def refusal(sql):
             if word in _REFUSED_KEYWORDS or word.split()[0] in _REFUSED_KEYWORDS or \
                     word in ("FOR UPDATE", "FOR SHARE", "FOR NO KEY UPDATE", "FOR KEY SHARE"):
                 return f"a query must only read: '{word}' is not allowed"
+    if _has_unicode_escaped_name(statement):
+        # U&"..." spells a name through escapes (U&"pg\005fsleep"): no name check could read it.
+        return "a query must only read: Unicode-escaped names (U&\"...\") are not allowed"
     for name in _function_names(statement):
         if _REFUSED_FUNCTIONS.match(name):
             return f"a query must only read: the function {name}() is not allowed"
@@ -78,16 +81,32 @@ def _has_separator(statement):
     return any(t.ttype is T.Punctuation and t.value == ";" for t in statement.flatten())
 
 
+def _has_unicode_escaped_name(statement):
+    tokens = [t for t in statement.flatten() if not t.is_whitespace and t.ttype not in T.Comment]
+    return any(a.value.upper() == "U" and b.value == "&" and c.value.startswith('"')
+               for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
+
+
+def _identifier(value):
+    """A name as PostgreSQL resolves it: a quoted one ("pg_sleep", with "" for a quote) is taken
+    literally, an unquoted one is folded to lower case. Folding both is stricter, never looser."""
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        value = value[1:-1].replace('""', '"')
+    return value.lower()
+
+
 def _function_names(statement):
-    """Every name that is called (a name followed by '('), schema-qualified names included."""
+    """Every name that is called (a name followed by '('), quoted or not, schema-qualified
+    names included. sqlparse reads a quoted name as a Symbol: it is a name all the same."""
     tokens = [t for t in statement.flatten() if not t.is_whitespace and t.ttype not in T.Comment]
     for i, token in enumerate(tokens[:-1]):
         if tokens[i + 1].value == "(" and (token.ttype in T.Name or token.ttype in T.Keyword
-                                          or token.ttype is T.Name.Builtin):
-            name = token.value.strip('"').lower()
+                                          or token.ttype is T.Name.Builtin
+                                          or token.ttype in T.Literal.String.Symbol):
+            name = _identifier(token.value)
             yield name
             if i >= 2 and tokens[i - 1].value == ".":
-                yield f"{tokens[i - 2].value.strip(chr(34)).lower()}.{name}"
+                yield f"{_identifier(tokens[i - 2].value)}.{name}"
 
 
 def check_all(queries):

@@ -25,6 +25,12 @@ HOSTILE = [
     "/* a read */ DELETE FROM victims",
     "EXPLAIN ANALYZE DELETE FROM victims",
     "TRUNCATE victims",
+    # quoted and Unicode-escaped names are names too (sqlparse reads "x" as a Symbol)
+    'SELECT "pg_terminate_backend"(pg_backend_pid())',
+    """SELECT "pg_catalog"."set_config"('default_transaction_read_only', 'off', false)""",
+    """SELECT "nextval"('victims_id_seq')""",
+    """SELECT U&"nextval"('victims_id_seq')""",
+    "SELECT pg_stat_reset()",
 ]
 
 
@@ -76,9 +82,10 @@ def test_reads_still_run_and_time(victims):
     report = performance.run(victims, default_queries=False, iterations=2, pool_requests=4,
                              queries=["SELECT * FROM victims WHERE id = 2",
                                       "WITH a AS (SELECT count(*) FROM victims) SELECT * FROM a",
-                                      "SELECT 'a;b' AS semicolon_in_a_string"])
+                                      "SELECT 'a;b' AS semicolon_in_a_string",
+                                      'SELECT "secret" FROM "victims" WHERE "id" = 2'])
     assert criterion(report, "queries_run").ok
-    assert report.figures["query_count"] == 3
+    assert report.figures["query_count"] == 4
     survives(victims)
 
 

@@ -230,7 +230,7 @@ def runbook_jobs(request, runbook_id):
         return failure
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return error(400, shape)
     if not isinstance(body, dict):
         return error(400, shape)
@@ -271,7 +271,7 @@ def item_key(request, item_id):
         return error(401, "Log in or send an API token.")
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("key"), str):
         return error(400, 'The body must be a JSON object: {"key": "a-slug"}.')

@@ -15,12 +15,24 @@ def _is_path(path):
         and "\\" not in path and not any(c.isspace() for c in path)
 
 
+def _split(url):
+    """urlsplit, or None for what it cannot take (an unclosed '[', a port that is no number)."""
+    try:
+        parts = urlsplit(url or "")
+        parts.port  # noqa: B018  (raises for a bad port)
+        return parts
+    except ValueError:
+        return None
+
+
 def problems(deployed_url, health_path="", http_paths=(), http_url=""):
     """What in these site settings would reach beyond the deployed app, as plain sentences."""
     found = []
-    base = urlsplit(deployed_url or "")
-    if deployed_url and (base.scheme != "https" or not base.hostname):
-        found.append("the deployed URL must be an https:// URL with a host")
+    base = _split(deployed_url)
+    if deployed_url and (base is None or base.scheme != "https" or not base.hostname):
+        found.append("the deployed URL must be an https:// URL with a host (and a numeric port, "
+                     "if any)")
+        base = None
     if health_path and not _is_path(health_path):
         found.append("the health path must be a path on the deployed site, starting with one '/'")
     for path in http_paths or ():
@@ -28,9 +40,10 @@ def problems(deployed_url, health_path="", http_paths=(), http_url=""):
             found.append(f"page {str(path)[:80]!r} must be a path on the deployed site, "
                          "starting with one '/'")
     if http_url:
-        plain = urlsplit(http_url)
-        if plain.scheme != "http" or not plain.hostname:
-            found.append("the http:// URL must be an http:// URL with a host")
-        elif base.hostname and plain.hostname != base.hostname:
+        plain = _split(http_url)
+        if plain is None or plain.scheme != "http" or not plain.hostname:
+            found.append("the http:// URL must be an http:// URL with a host (and a numeric port, "
+                         "if any)")
+        elif base is not None and base.hostname and plain.hostname != base.hostname:
             found.append(f"the http:// URL must name the deployed site's host ({base.hostname})")
     return found

@@ -14,9 +14,12 @@ __all__ = ["MASK", "redact_url", "scrub", "url_password"]
 
 def redact_webhook(url):
     """scheme://host/… : webhook tokens live in the path or the query, so neither is shown."""
-    parts = urlsplit(url or "")
+    try:
+        parts = urlsplit(url or "")
+        port = f":{parts.port}" if parts.port else ""  # a bad port raises here
+    except ValueError:  # e.g. https://h:abc/ or https://[::1/ : shown as nothing of it
+        return "***"
     if not parts.scheme or not parts.hostname:
         return "***"
-    port = f":{parts.port}" if parts.port else ""
     hidden = "/***" if (parts.path.strip("/") or parts.query) else ""
     return f"{parts.scheme}://{parts.hostname}{port}{hidden}"

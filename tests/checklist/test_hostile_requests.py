@@ -81,3 +81,35 @@ def test_the_json_api_refuses_a_form_body_with_its_shape(client, users, seeded):
                            {"key": "backup-verified"})
     assert response.status_code == 400
     assert response.json()["error"] == 'The body must be a JSON object: {"key": "a-slug"}.'
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_400(client, users, seeded):  # noqa: F811
+    client.force_login(users["member"])
+    deep = "[" * 50_000 + "]" * 50_000
+    for url in (reverse("api-item-key", args=[seeded["state"].item_id]),
+                reverse("api-runbook-jobs", args=[seeded["runbook"].pk])):
+        response = client.post(url, deep, content_type="application/json",
+                               HTTP_X_CSRFTOKEN="x")
+        assert response.status_code in (400, 403), (url, response.status_code)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("deployed_url", "https://[::1/"), ("http_url", "http://[x/"),
+    ("deployed_url", "https://app.example.com:99999/"),
+])
+def test_site_urls_urlsplit_cannot_take_are_refused_not_a_500(client, users, seeded, field,  # noqa: F811
+                                                              value):
+    from tests.deploychecks.test_check_settings_views import post_settings
+
+    client.force_login(users["lead"])
+    response = post_settings(client, seeded["runbook"], **{field: value})
+    assert response.status_code == 400
+    assert "a numeric port, if any" in response.content.decode()
+
+
+def test_a_webhook_url_urlsplit_cannot_take_is_shown_as_nothing_of_it():
+    from checks.redact import redact_webhook
+
+    for url in ("https://hooks.example.com:abc/x", "https://h:99999/x", "https://[::1/x"):
+        assert redact_webhook(url) == "***"
+    assert redact_webhook("https://hooks.example.com/T0/B0/x") == "https://hooks.example.com/***"

@@ -58,13 +58,28 @@ def history_json(runbook, rows, chain):
     }, indent=2, ensure_ascii=False, default=str)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) from an
+# imported item's text, say). The CSV is for people and spreadsheets: such a cell is written
+# behind a quote mark, as OWASP advises; the JSON export keeps every value exactly.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def history_csv(rows):
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list))
-                         else ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()
 
 

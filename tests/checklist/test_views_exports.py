@@ -21,6 +21,23 @@ def login(client, user):
     return client
 
 
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(client, users, template):
+    md = '# =1+2\n\n## =SUM(1)\n\n- [ ] =HYPERLINK("http://e")\n- [ ] -2 rows, @home\n'
+    tpl, _ = actions.import_template(md.encode(), name="formulas")
+    book = actions.start_runbook(users["lead"], tpl, "formulas")
+    for st in states_of(book, gated(book)[0]):
+        actions.tick(users["member"], st)
+    response = login(client, users["auditor"]).get(reverse("history-csv", args=[book.pk]),
+                                                   {"action": "tick"})
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    cells = [value for row in rows for value in row.values()]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")], cells
+    assert "'=HYPERLINK(\"http://e\")" in cells and "'-2 rows, @home" in cells
+    # The JSON export keeps every value exactly.
+    events = json.loads(client.get(reverse("history-json", args=[book.pk])).content)["events"]
+    assert any(e.get("item") == '=HYPERLINK("http://e")' for e in events)
+
+
 @pytest.fixture
 def evidence(runbook, users, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path

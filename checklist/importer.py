@@ -357,8 +357,14 @@ def _parse_header(blocks: list[SyntaxTreeNode]) -> tuple[ParsedChecklist, list[S
     position = 1
     if position < len(blocks) and _is_heading(blocks[position], "h2"):
         candidate = blocks[position]
-        # Only the line right under the title: with no subtitle, the next `##` is a section.
-        if candidate.map[0] == first.map[1]:
+        # Only the line right under the title, and only when no checkbox item follows it before
+        # the next `##` or rule: a `##` that heads items is the first phase, blank line or not.
+        following = []
+        for block in blocks[position + 1:]:
+            if _is_heading(block, "h2") or block.type == "hr":
+                break
+            following.append(block)
+        if candidate.map[0] == first.map[1] and not _has_checkbox(following):
             checklist.subtitle = _bounded(_inline_text(candidate).strip(), _line(candidate),
                                           "subtitle")
             position += 1

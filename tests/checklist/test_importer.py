@@ -309,3 +309,16 @@ def test_random_mutations_parse_or_raise_parse_error(seed_bytes):
             assert isinstance(result, ParsedChecklist) and result.item_count > 0
     # Both paths must be exercised, or the fuzzing proves nothing.
     assert outcomes["parsed"] > 20 and outcomes["error"] > 20
+
+
+def test_a_phase_right_under_the_title_is_a_phase_not_the_subtitle():
+    # The README's own example has no blank line between the title and its first phase.
+    parsed = parse_checklist("# Acme\n## Preparation\n### Code\n- [ ] tests pass\n## Ship\n- [ ] go\n")
+    assert parsed.subtitle == ""
+    assert [p.title for p in parsed.phases] == ["Preparation", "Ship"]
+    assert [g.title for g in parsed.phases[0].groups] == ["Code"]
+    rollback = parse_checklist("# T\n## Rollback Plan\n- [ ] restore\n")
+    assert [p.title for p in rollback.phases] == ["Rollback Plan"]
+    # A `##` right under the title that heads no items stays the subtitle (as the seed's does).
+    sub = parse_checklist("# T\n## On DigitalOcean\n### **Date**: May\n\n---\n\n## P\n- [ ] a\n")
+    assert sub.subtitle == "On DigitalOcean" and sub.metadata == {"Date": "May"}

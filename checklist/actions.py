@@ -134,8 +134,17 @@ def _check_version(state, expected_version, user, action):
         )
 
 
+# A note is read on the page and copied into its audit event: a page of text is plenty, and a
+# bound keeps a pasted log (or a hostile megabyte) out of the page and the signed history.
+NOTE_MAX_CHARS = 4000
+
+
 def _add_note(state, user, action, text):
     text = (text or "").strip()
+    if len(text) > NOTE_MAX_CHARS and user is not None:
+        require(rules.Decision(False, f"A note holds at most {NOTE_MAX_CHARS} characters (this one "
+                                      f"has {len(text)}); attach long output as evidence instead.",
+                               400), user, action, **_where(state))
     if text:
         ItemNote.objects.create(state=state, author=user, action=action, text=text)
     return text

@@ -113,3 +113,20 @@ def test_a_webhook_url_urlsplit_cannot_take_is_shown_as_nothing_of_it():
     for url in ("https://hooks.example.com:abc/x", "https://h:99999/x", "https://[::1/x"):
         assert redact_webhook(url) == "***"
     assert redact_webhook("https://hooks.example.com/T0/B0/x") == "https://hooks.example.com/***"
+
+
+def test_a_note_longer_than_a_page_is_refused_and_nothing_changes(client, users, seeded):  # noqa: F811
+    from checklist.actions import NOTE_MAX_CHARS
+    from checklist.models import AuditEvent
+
+    client.force_login(users["member"])
+    state = seeded["state"]
+    notes, events = state.notes.count(), AuditEvent.objects.filter(action="note").count()
+    url = reverse("item-note", args=[seeded["runbook"].pk, state.pk])
+    response = client.post(url, {"note": "x" * (NOTE_MAX_CHARS + 1)}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert f"at most {NOTE_MAX_CHARS} characters" in response.content.decode()
+    assert state.notes.count() == notes
+    assert AuditEvent.objects.filter(action="note").count() == events
+    assert client.post(url, {"note": "y" * NOTE_MAX_CHARS}, HTTP_HX_REQUEST="true").status_code == 200
+    assert state.notes.count() == notes + 1

@@ -456,9 +456,15 @@ def set_contact(user, runbook, field, value):
     """A lead fills in one of the runbook's emergency contact fields (audited `contact`)."""
     runbook = lock_runbook(runbook.pk)
     require(rules.can_edit_contacts(user), user, "contact", obj=field, runbook=runbook)
+    value = (value or "").strip()
+    limit = ContactValue._meta.get_field("value").max_length
+    if len(value) > limit:
+        require(rules.Decision(False, f"A contact holds at most {limit} characters (this one has "
+                                      f"{len(value)}).", 400), user, "contact", obj=field,
+                runbook=runbook)
     contact, _ = ContactValue.objects.select_for_update().get_or_create(runbook=runbook, field=field)
     before = {"value": contact.value}
-    contact.value, contact.updated_by, contact.updated_at = value.strip(), user, timezone.now()
+    contact.value, contact.updated_by, contact.updated_at = value, user, timezone.now()
     contact.save()
     audit.record("contact", actor=user, obj=contact, runbook=runbook,
                  before=before, after={"field": field.label, "value": contact.value})

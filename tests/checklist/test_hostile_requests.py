@@ -130,3 +130,17 @@ def test_a_note_longer_than_a_page_is_refused_and_nothing_changes(client, users,
     assert AuditEvent.objects.filter(action="note").count() == events
     assert client.post(url, {"note": "y" * NOTE_MAX_CHARS}, HTTP_HX_REQUEST="true").status_code == 200
     assert state.notes.count() == notes + 1
+
+
+def test_a_contact_longer_than_its_field_is_refused_not_a_500(client, users, seeded):  # noqa: F811
+    from checklist.models import ContactValue
+
+    client.force_login(users["lead"])
+    field = seeded["field"]
+    limit = ContactValue._meta.get_field("value").max_length
+    url = reverse("contact-edit", args=[seeded["runbook"].pk, field.pk])
+    response = client.post(url, {"value": "x" * (limit + 1)}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert f"at most {limit} characters" in response.content.decode()
+    assert not ContactValue.objects.filter(field=field, value__startswith="xxx").exists()
+    assert client.post(url, {"value": "x" * limit}, HTTP_HX_REQUEST="true").status_code < 400

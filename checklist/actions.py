@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from migration.redact import redact_url
 
-from . import audit, changes, digests, item_keys, jobs, rules
+from . import announcements, audit, changes, digests, item_keys, jobs, rules
 from .importer import ChecklistParseError, decode_source, parse_checklist
 from .replay import item_snapshot
 from .rules import Refused  # noqa: F401  (callers catch actions.Refused)
@@ -286,8 +286,11 @@ def untick(user, state, note="", expected_version=None, confirm=False, reason=""
     state.updated_at = timezone.now()
     state.save()
     note = _add_note(state, user, "untick", note)
-    audit.record("untick", actor=user, before=before,
-                 after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
+    event = audit.record("untick", actor=user, before=before,
+                         after={**_item_snapshot(state), "note": note, **withdraws},
+                         **_where(state))
+    if withdraws:
+        announcements.announce(event)
     changes.record(runbook, RunbookChange.ITEMS, states=[state])
     _withdraw_from(runbook, state.item.group.phase, user,
                    _withdrawal_reason(user, "unticked", state, reason), facts)
@@ -361,8 +364,11 @@ def clear_not_applicable(user, state, note="", confirm=False, reason=""):
     state.updated_at = timezone.now()
     state.save()
     note = _add_note(state, user, "applicable", note)
-    audit.record("applicable", actor=user, before=before,
-                 after={**_item_snapshot(state), "note": note, **withdraws}, **_where(state))
+    event = audit.record("applicable", actor=user, before=before,
+                         after={**_item_snapshot(state), "note": note, **withdraws},
+                         **_where(state))
+    if withdraws:
+        announcements.announce(event)
     changes.record(runbook, RunbookChange.ITEMS, states=[state])
     _withdraw_from(runbook, state.item.group.phase, user,
                    _withdrawal_reason(user, "made applicable again", state, reason), facts)
@@ -406,8 +412,9 @@ def sign_off(user, runbook, phase, comment=""):
     require(rules.can_sign_off(user, phase, facts), user, "sign-off", obj=phase, runbook=runbook,
            phase=phase)
     record = SignOff.objects.create(runbook=runbook, phase=phase, lead=user, comment=comment.strip())
-    audit.record("sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
-                 after={"phase": phase.title, "comment": record.comment, "withdrawn": False})
+    announcements.announce(audit.record(
+        "sign-off", actor=user, obj=record, runbook=runbook, phase=phase,
+        after={"phase": phase.title, "comment": record.comment, "withdrawn": False}))
     # The phase is signed off and the next gated one opens: the rows of both change.
     opened = [p for p in facts.gated if p.order > phase.order][:1]
     changes.record(runbook, RunbookChange.PHASES, phases=[phase, *opened])
@@ -444,8 +451,9 @@ def approve_go_live(user, runbook, comment=""):
                  after={"comment": approval.comment, "approvals": block.approvals,
                         "authorized": block.go_live_authorized})
     if block.go_live_authorized:
-        audit.record("go-live-authorized", actor=user, obj=facts.go_live, runbook=runbook,
-                     after={"approved_by": sorted(a.lead.get_username() for a in facts.approvals)})
+        announcements.announce(audit.record(
+            "go-live-authorized", actor=user, obj=facts.go_live, runbook=runbook,
+            after={"approved_by": sorted(a.lead.get_username() for a in facts.approvals)}))
     changes.record(runbook, RunbookChange.GO_LIVE)
     digests.after_commit("go-live-approve")
     return approval

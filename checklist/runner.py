@@ -2,7 +2,8 @@
 
 `execute(run_id)` (the body of the `checklist.run_job` Celery task) marks the run running, beats
 a heartbeat while the handler works, and hands the outcome to `finish()`, the one function that
-says what happens after a run: evidence, final state and audit event, earned or withdrawn ticks,
+says what happens after a run: evidence, final state and audit event (a failed run's announced,
+checklist/announcements.py: deploychecks notifies), earned or withdrawn ticks,
 the kind's own success step, the re-check of earned evidence, then the apps' run-end steps
 (rollback triggers, performance baseline). Progress and log go to the database as the job runs,
 so any web process can show them.
@@ -28,7 +29,7 @@ from django.utils import timezone
 
 from migration.hashing import file_sha256
 
-from . import actions, audit, changes, jobs, lifeline, params as job_params
+from . import actions, announcements, audit, changes, jobs, lifeline, params as job_params
 from .job_context import JobCancelled, JobContext, JobInputError, JobResult, group_file
 from .models import Evidence, ItemState, RunbookBinding, TaskRun
 
@@ -110,7 +111,8 @@ def _store(run, name, source=None, data=None):
 
 
 def finish(run, ctx, result, state):
-    """Write the run's final state, its evidence and earned ticks in one transaction."""
+    """Write the run's final state, its evidence and earned ticks in one transaction; announce a
+    failed run's audit event (the notifications); then, committed, the apps' run-end steps."""
     files = []
     report = result.report if result.report is not None else {"ok": result.ok}
     report_bytes = ctx.redact(json.dumps(report, indent=2, default=str)).encode("utf-8")
@@ -140,10 +142,14 @@ def finish(run, ctx, result, state):
         if state == TaskRun.SUCCEEDED:
             locked.percent = 100
         locked.save()
-        audit.record(f"job-{state}", actor=run.started_by, obj=locked, runbook=run.runbook,
-                     after={"kind": run.kind, "summary": result.summary,
-                            "error": locked.error, "evidence": [
-                                {"name": n, "sha256": file_sha256(p)} for _, n, p in files]})
+        event = audit.record(f"job-{state}", actor=run.started_by, obj=locked,
+                             runbook=run.runbook,
+                             after={"kind": run.kind, "summary": result.summary,
+                                    "error": locked.error, "evidence": [
+                                        {"name": n, "sha256": file_sha256(p)}
+                                        for _, n, p in files]})
+        if state in (TaskRun.FAILED, TaskRun.LOST):
+            announcements.announce(event)  # deploychecks notifies the runbook's recipients
         earn(locked, ctx, result, state)
         if state == TaskRun.SUCCEEDED:
             on_success = jobs.get_kind(run.kind).on_success
@@ -216,7 +222,8 @@ def mark_lost_runs(hostname=None):
                 # A run marked lost leaves no process behind (its worker may be hung, not dead).
                 if lifeline.kill_recorded_group(group_file(run)):
                     log.warning("killed the process group of lost run %s", run.pk)
-                audit.record("job-lost", actor=run.started_by, obj=run, runbook=run.runbook,
-                             after={"kind": run.kind, "worker": run.worker})
+                announcements.announce(audit.record(
+                    "job-lost", actor=run.started_by, obj=run, runbook=run.runbook,
+                    after={"kind": run.kind, "worker": run.worker}))
                 changes.run_changed(run)
     return lost

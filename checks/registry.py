@@ -129,7 +129,7 @@ def get(name: str) -> Check:
         raise CheckInputError(f"unknown check {name!r}: one of {', '.join(CHECKS)}") from None
 
 
-def describe() -> list[dict]:
+def checks_as_data() -> list[dict]:
     """Every check with its options, as plain data (for --list --json and the job layer)."""
     return [c.to_dict() for c in CHECKS.values()]
 

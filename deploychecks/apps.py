@@ -7,10 +7,7 @@ class DeployChecksConfig(AppConfig):
     name = "deploychecks"
 
     def ready(self):
-        from django.db.models.signals import post_save
-
-        from checklist import command_job, jobs as checklist_jobs
-        from checklist.models import AuditEvent
+        from checklist import announcements, command_job, jobs as checklist_jobs
         from checks import spec_file
 
         from . import jobs, notify, proof_jobs
@@ -23,6 +20,6 @@ class DeployChecksConfig(AppConfig):
         # A command without a working directory runs in the MINGUS checkout a lead set here.
         if proof_jobs.command_workdir not in command_job.DEFAULT_WORKDIRS:
             command_job.DEFAULT_WORKDIRS.append(proof_jobs.command_workdir)
-        # Sign-offs, go-live and failed or lost jobs notify: read off the audit log as it grows.
-        post_save.connect(notify.on_audit_event, sender=AuditEvent,
-                          dispatch_uid="deploychecks.notify_audit")
+        # Sign-offs, go-live, withdrawn sign-offs and failed or lost jobs notify: the actions
+        # that write those audit events announce them (checklist/announcements.py).
+        announcements.on_announce(notify.notify_audit_event)

@@ -103,40 +103,38 @@ def follow_up_options():
 
 # --- what notifies ----------------------------------------------------------------------------
 
-def on_audit_event(sender, instance, created, **kwargs):
-    """post_save of checklist.AuditEvent: sign-offs, go-live and failed or lost jobs notify, and
-    so does a change that withdrew sign-offs (the leads too)."""
-    if created and instance.runbook_id is not None and (instance.after or {}).get("withdrew"):
-        notify_withdrawal(instance)
-        return
-    if not created or instance.action not in AUDIT_EVENTS or instance.runbook_id is None:
-        return
-    runbook = Runbook.objects.filter(pk=instance.runbook_id).first()
+def notify_audit_event(event):
+    """An announced audit event (checklist/announcements.py): a sign-off, go-live authorized or
+    a failed or lost job notifies the runbook's recipients; a change that withdrew sign-offs
+    notifies them and every lead. Returns the Notification rows."""
+    if event.runbook_id is None:
+        return []
+    if (event.after or {}).get("withdrew"):
+        return notify_withdrawal(event)
+    if event.action not in AUDIT_EVENTS:
+        return []
+    runbook = Runbook.objects.filter(pk=event.runbook_id).first()
     if runbook is None:
-        return
-    after = instance.after or {}
-    title = AUDIT_EVENTS[instance.action]
-    if instance.action.startswith("job-"):
-        detail = f"{after.get('kind', '?')} run #{instance.object_id}: " \
+        return []
+    after = event.after or {}
+    title = AUDIT_EVENTS[event.action]
+    if event.action.startswith("job-"):
+        detail = f"{after.get('kind', '?')} run #{event.object_id}: " \
                  f"{after.get('error') or after.get('summary') or ''}".strip()
-    elif instance.action == "sign-off":
-        detail = f"{after.get('phase') or instance.phase or 'a phase'} signed off by " \
-                 f"{instance.actor_label}"
+    elif event.action == "sign-off":
+        detail = f"{after.get('phase') or event.phase or 'a phase'} signed off by " \
+                 f"{event.actor_label}"
     else:
-        detail = f"Go-live authorized ({instance.actor_label} gave the last approval)"
-    dispatch(instance.action, runbook, f"{runbook.name}: {title}", detail,
-             {"audit_seq": instance.seq, "actor": instance.actor_label, **{
-                 k: after[k] for k in ("kind", "error", "summary", "phase", "approvals")
-                 if k in after}})
+        detail = f"Go-live authorized ({event.actor_label} gave the last approval)"
+    return dispatch(event.action, runbook, f"{runbook.name}: {title}", detail,
+                    {"audit_seq": event.seq, "actor": event.actor_label, **{
+                        k: after[k] for k in ("kind", "error", "summary", "phase", "approvals")
+                        if k in after}})
 
 
 def notify_withdrawal(event):
     """Someone confirmed a change (an untick) that withdrew sign-offs or a go-live request: tell
     the runbook's recipients and every lead, with the reason they gave."""
-    from django.contrib.auth.models import User
-
-    from checklist.models import Runbook
-
     runbook = Runbook.objects.filter(pk=event.runbook_id).first()
     if runbook is None:
         return []
@@ -155,13 +153,14 @@ def notify_withdrawal(event):
     return rows
 
 
-def notify_firing(firing):
-    """A rollback trigger fired: tell the runbook's recipients, once per firing."""
+def notify_firing(firing, event):
+    """A rollback trigger fired (its audit event `event`): tell the runbook's recipients, once
+    per firing."""
     runbook = firing.runbook
     rows = dispatch("trigger-fired", runbook, f"{runbook.name}: rollback trigger — {firing.title}",
                     f"{firing.summary}\n\nEvidence: {firing.evidence}\nThis is a trigger, not a "
                     "rollback: a lead decides whether to run the rollback job.",
-                    {"trigger": firing.trigger, "figures": firing.figures,
+                    {"audit_seq": event.seq, "trigger": firing.trigger, "figures": firing.figures,
                      "evidence": firing.evidence, "fired_at": firing.fired_at.isoformat()})
     return rows
 

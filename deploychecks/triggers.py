@@ -157,10 +157,10 @@ def _apply(runbook, name, firing, figures, evidence, summary):
             row = TriggerFiring.objects.create(runbook=runbook, trigger=name, title=TITLES[name],
                                                summary=summary[:500], figures=figures,
                                                evidence=evidence)
-            audit.record("trigger-fired", runbook=runbook, obj=row,
-                         after={"trigger": name, "summary": row.summary, "figures": figures,
-                                "evidence": evidence})
-            notify_firing(row)
+            event = audit.record("trigger-fired", runbook=runbook, obj=row,
+                                 after={"trigger": name, "summary": row.summary,
+                                        "figures": figures, "evidence": evidence})
+            notify_firing(row, event)
             row.notified_at = timezone.now()
             row.save(update_fields=["notified_at"])
         elif not firing and open_ is not None:

@@ -139,7 +139,8 @@ def count_sql(c: str, params: dict) -> Optional[str]:
     return None
 
 
-def describe(params: dict) -> str:
+def decision_words(params: dict) -> str:
+    """A column decision in the words its report shows (`epoch=...`, `nul=strip`)."""
     if "epoch" in params:
         return f"epoch={params['epoch']}"
     return f"nul={params.get('nul')}"
@@ -155,5 +156,5 @@ def converted(con, source: str, table: str, specs: list) -> list[dict]:
     if not counted:
         return []
     row = con.execute(f"SELECT {', '.join(sql for _, sql in counted)} FROM {qi(table)}").fetchone()
-    return [{"table": f"{source}.{table}", "column": s.source, "decision": describe(s.params), "values": int(n or 0)}
+    return [{"table": f"{source}.{table}", "column": s.source, "decision": decision_words(s.params), "values": int(n or 0)}
             for (s, _), n in zip(counted, row)]

@@ -24,10 +24,10 @@ from typing import Callable, Optional
 
 from .errors import Cancelled, InputError
 from .fastpath import ColumnSpec
-from .load import TableJob
+from .load import TableJob, load_chunk
 from .redact import scrub, url_password
 from .target import chunk_lock_key, quote_ident
-from .workers import WorkContext, _error_payload, run_task
+from .workers import WorkContext, _error_payload
 
 REDELIVER_AFTER = 30.0  # seconds a sent chunk may go unclaimed before it is sent again
 
@@ -51,7 +51,7 @@ def load_remote_chunk(url: str, payload: dict, check: Optional[Callable[[], None
     ctx = WorkContext(url, send=lambda message: None, busy_timeout=payload.get("busy_timeout", 5.0),
                       check=check)
     try:
-        return run_task(ctx, "chunk", args)
+        return load_chunk(ctx, **args)
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 -- every failure must reach the coordinator

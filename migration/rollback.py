@@ -28,7 +28,7 @@ from .ddl_names import quote_ident
 from .errors import InputError
 from .progress import Reporter
 from .reports import RollbackReport, end_step
-from .target import CONTROL_SCHEMA, connect, describe, error_text, schema_exists
+from .target import CONTROL_SCHEMA, connect, target_error, error_text, schema_exists
 
 # A rollback waits this long for a lock on an object it drops, then gives up (and changes nothing)
 # rather than queue behind a long query with every later query queued behind it.
@@ -83,7 +83,7 @@ def rollback_step(sources: dict, target_url: Optional[str], workdir: Path, manif
             report.target_actions.append("no other object depends on them (the drops ran in a transaction "
                                          "that was rolled back)")
     except psycopg.Error as exc:
-        raise describe(target_url, exc, "rolling back the target (nothing was dropped)") from None
+        raise target_error(target_url, exc, "rolling back the target (nothing was dropped)") from None
     finally:
         if conn is not None:
             conn.close()

@@ -25,17 +25,25 @@ from .catalog import qi
 from .ddl_names import fit_name, quote_ident
 from .errors import Cancelled, InputError, TargetError
 from .redact import redact_url
-from .load import TableJob
+from .load import TableJob, add_foreign_key, build_object, load_chunk, settle_table
 from .plan import Plan, TablePlan
 from .progress import Reporter
 from .reports import RunReport, end_step
 from .schema import (PLAN_FILE, SCHEMA_FILE, apply_statements, current_plan, ensure_control, prepare,
                      same_file_version, sha256_text, verify, why_not_current)
 from .sources import file_identity, open_source
-from .target import CONTROL_SCHEMA, advisory_key, connect, describe, target_columns
+from .target import CONTROL_SCHEMA, advisory_key, connect, target_error, target_columns
 from .typemap import kind_for_pg_type
 from .remote import RemotePool
 from .workers import make_pool
+
+# The tasks a run hands its worker pool, by the kind it submits them under.
+LOAD_TASKS = {
+    "chunk": load_chunk,
+    "build": build_object,
+    "settle": settle_table,
+    "fk": add_foreign_key,
+}
 
 BATCH_BYTES = 4 << 20  # COPY text per SQLite query: bounds each worker's memory
 CHUNK_BYTES = 16 << 20  # COPY text per transaction: the unit of resumption
@@ -236,7 +244,7 @@ def run_step(sources: dict, target_url: str, workdir: Path, dry_run: bool = Fals
     except Cancelled as exc:
         report.problem(f"{exc}; run again to resume")
     except psycopg.Error as exc:
-        raise describe(target_url, exc, "running the migration (run again to resume)") from None
+        raise target_error(target_url, exc, "running the migration (run again to resume)") from None
     finally:
         conn.close()
     return end_step(report, workdir, rep)
@@ -252,7 +260,8 @@ def _execute(state: _Run, conn, plan: Plan, statements: list, plan_sha: str) -> 
     rep, report = state.rep, state.report
     ctl = quote_ident(state.control)
     # Workers start now: their interpreters boot while this thread plans the chunks.
-    pool = make_pool(state.url, state.workers, state.busy_timeout, state.on_message, check=rep.check_cancel,
+    pool = make_pool(state.url, state.workers, state.busy_timeout, state.on_message, LOAD_TASKS,
+                     check=rep.check_cancel,
                      conn=conn if state.dry_run else None, log=rep.log)
     if state.remote is not None:
         rep.log(f"chunks go to remote workers, {state.remote.slots} at a time")

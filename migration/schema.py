@@ -25,7 +25,7 @@ from .profile import TableProfile, early_pool, json_available, profile_tables
 from .progress import Reporter
 from .reports import SchemaReport, end_step, utc_now
 from .sources import file_identity, open_source, schema_sha256
-from .target import CONTROL_SCHEMA, connect, control_ddl, describe, error_text, existing_constraints, \
+from .target import CONTROL_SCHEMA, connect, control_ddl, target_error, error_text, existing_constraints, \
     owned_sequences, record_created, \
     existing_indexes, existing_views, target_columns
 
@@ -165,7 +165,7 @@ def try_statements(plan: Plan, url: str, reporter: Optional[Reporter] = None) ->
                     if err:
                         _mark_skipped(plan, st, f"PostgreSQL refused it: {err}")
     except psycopg.Error as exc:
-        raise describe(url, exc, "trying the schema") from None
+        raise target_error(url, exc, "trying the schema") from None
     finally:
         conn.close()
     plan.verified_against_target = True
@@ -412,7 +412,7 @@ def schema_step(sources: dict, target_url: Optional[str], workdir: Path, apply: 
             for m in report.verification["missing"]:
                 report.problem(f"missing after apply: {m}")
         except psycopg.Error as exc:
-            raise describe(target_url, exc, "applying the schema") from None
+            raise target_error(target_url, exc, "applying the schema") from None
         finally:
             conn.close()
     return end_step(report, workdir, rep)

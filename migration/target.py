@@ -23,7 +23,7 @@ SESSION_SETTINGS = (
 DATA_ERROR_CLASSES = ("22", "23", "54")
 
 
-def describe(url: str, exc: BaseException, doing: str = "") -> TargetError:
+def target_error(url: str, exc: BaseException, doing: str = "") -> TargetError:
     """A `TargetError` naming the redacted URL, with the driver's message scrubbed."""
     message = scrub(str(exc).strip(), url_password(url)) or type(exc).__name__
     what = f" while {doing}" if doing else ""
@@ -52,7 +52,7 @@ def connect(url: str, autocommit: bool = True, purpose: str = "") -> psycopg.Con
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10,
                                application_name=f"pgmigrate {purpose}".strip())
     except (psycopg.Error, ValueError) as exc:
-        raise describe(url, exc, "connecting") from None
+        raise target_error(url, exc, "connecting") from None
     try:
         with conn.transaction() if not autocommit else _nullcontext():
             for stmt in SESSION_SETTINGS:
@@ -61,7 +61,7 @@ def connect(url: str, autocommit: bool = True, purpose: str = "") -> psycopg.Con
             conn.commit()
     except psycopg.Error as exc:
         conn.close()
-        raise describe(url, exc, "setting up the session") from None
+        raise target_error(url, exc, "setting up the session") from None
     return conn
 
 

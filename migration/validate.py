@@ -34,7 +34,7 @@ from .plan import Plan, TablePlan
 from .progress import Reporter
 from .reports import ValidateReport, write_report
 from .schema import PLAN_FILE, SCHEMA_FILE, current_plan
-from .target import CONTROL_SCHEMA, connect, describe, schema_exists, table_exists
+from .target import CONTROL_SCHEMA, connect, target_error, schema_exists, table_exists
 from .workers import WorkContext, make_pool
 
 RANGE_ROWS = 40_000  # rows per checksummed range, at most
@@ -366,6 +366,15 @@ def sample_queries(ctx: WorkContext, chk: TableCheck, queries: list) -> list:
     return out
 
 
+# The tasks validation hands its worker pool, by the kind it submits them under.
+VALIDATE_TASKS = {
+    "vranges": check_ranges,
+    "vmerge": check_merge,
+    "vfk": check_foreign_key,
+    "vsample": sample_queries,
+}
+
+
 def _norm(value):
     if value is None:
         return None
@@ -469,7 +478,7 @@ def validate_step(sources: dict, target_url: str, workdir: Path, progress=None, 
     except Cancelled as exc:
         report.problem(f"{exc}")
     except psycopg.Error as exc:
-        raise describe(target_url, exc, "validating") from None
+        raise target_error(target_url, exc, "validating") from None
     finally:
         conn.close()
     rep.finish()
@@ -551,7 +560,8 @@ def _run_checks(report: ValidateReport, rep: Reporter, url: str, workers: int, b
         elif msg.get("type") == "log":
             rep.log(msg["message"], msg.get("level", "info"))
 
-    pool = make_pool(url, workers, busy_timeout, on_message, check=rep.check_cancel, log=rep.log)
+    pool = make_pool(url, workers, busy_timeout, on_message, VALIDATE_TASKS, check=rep.check_cancel,
+                     log=rep.log)
     queue = list(tasks)
     in_flight = {}
     try:

@@ -9,7 +9,6 @@ started, tasks run inline in the caller's thread through the same code.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing
 import os
 import queue
@@ -27,23 +26,16 @@ from .redact import scrub, url_password
 # A message from a task: {"type": "rows"|"log", ...}
 MessageHandler = Callable[[dict], None]
 
-# Task kinds and the functions that run them: f(ctx, **args) -> picklable result.
-TASKS = {
-    "chunk": "migration.load:load_chunk",
-    "build": "migration.load:build_object",
-    "settle": "migration.load:settle_table",
-    "fk": "migration.load:add_foreign_key",
-    "vranges": "migration.validate:check_ranges",
-    "vmerge": "migration.validate:check_merge",
-    "vfk": "migration.validate:check_foreign_key",
-    "vsample": "migration.validate:sample_queries",
-}
+# The task kinds a pool may run and their functions, f(ctx, **args) -> picklable result: each
+# caller hands its own table (migration/run.py LOAD_TASKS, migration/validate.py
+# VALIDATE_TASKS), so this module names no function it runs. Module-level functions pickle by
+# reference, so a table travels to the worker processes as it is.
+TaskTable = dict[str, Callable]
 
 
-def run_task(ctx: "WorkContext", kind: str, args: dict):
-    """Run one task by kind."""
-    module, _, func = TASKS[kind].partition(":")
-    return getattr(importlib.import_module(module), func)(ctx, **args)
+def run_task(ctx: "WorkContext", functions: TaskTable, kind: str, args: dict):
+    """Run one task of the caller's table by its kind."""
+    return functions[kind](ctx, **args)
 
 
 class WorkContext:
@@ -105,14 +97,14 @@ def _die_with_parent() -> None:
 
 
 def _error_payload(exc: BaseException, url: str) -> dict:
-    from .target import describe, is_connection_error
+    from .target import target_error, is_connection_error
 
     if isinstance(exc, Cancelled):
         return {"kind": "cancelled", "message": str(exc)}
     if isinstance(exc, InputError):
         return {"kind": "input", "message": scrub(str(exc), url_password(url))}
     if is_connection_error(exc):
-        return {"kind": "input", "message": str(describe(url, exc, "loading"))}
+        return {"kind": "input", "message": str(target_error(url, exc, "loading"))}
     return {"kind": "internal", "message": scrub(f"{type(exc).__name__}: {exc}", url_password(url))}
 
 
@@ -129,7 +121,7 @@ def _watch_lifeline(lifeline) -> None:
     os._exit(70)
 
 
-def _worker_main(url: str, busy_timeout: float, tasks, results, lifeline) -> None:
+def _worker_main(url: str, busy_timeout: float, functions: TaskTable, tasks, results, lifeline) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
@@ -147,7 +139,7 @@ def _worker_main(url: str, busy_timeout: float, tasks, results, lifeline) -> Non
                 break
             task_id, kind, args = item
             try:
-                results.put(("done", task_id, run_task(ctx, kind, args)))
+                results.put(("done", task_id, run_task(ctx, functions, kind, args)))
             except BaseException as exc:  # reported to the parent, which decides
                 results.put(("error", task_id, _error_payload(exc, url)))
                 ctx.close()
@@ -212,11 +204,13 @@ def process_executor(workers: int):
 class ProcessPool:
     """N worker processes fed from one task queue."""
 
-    def __init__(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
+    def __init__(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler,
+                 functions: TaskTable):
         with _children_allowed():
-            self._start(url, workers, busy_timeout, on_message)
+            self._start(url, workers, busy_timeout, on_message, functions)
 
-    def _start(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler):
+    def _start(self, url: str, workers: int, busy_timeout: float, on_message: MessageHandler,
+               functions: TaskTable):
         mp = _context()
         self.url = url
         self.on_message = on_message
@@ -226,7 +220,7 @@ class ProcessPool:
         self.procs = []
         lifeline_r, self.lifeline = mp.Pipe(duplex=False)  # we keep the writing end, and never write
         for _ in range(workers):
-            proc = mp.Process(target=_worker_main, args=(url, busy_timeout, self.tasks, self.results, lifeline_r),
+            proc = mp.Process(target=_worker_main, args=(url, busy_timeout, functions, self.tasks, self.results, lifeline_r),
                               daemon=True)
             proc.start()
             self.procs.append(proc)
@@ -282,9 +276,10 @@ class ProcessPool:
 class InlinePool:
     """The same interface, running each task in the caller's thread when polled."""
 
-    def __init__(self, url: str, busy_timeout: float, on_message: MessageHandler, conn=None,
-                 check: Optional[Callable[[], None]] = None):
+    def __init__(self, url: str, busy_timeout: float, on_message: MessageHandler,
+                 functions: TaskTable, conn=None, check: Optional[Callable[[], None]] = None):
         self.url = url
+        self.functions = functions
         self.ctx = WorkContext(url, send=on_message, conn=conn, busy_timeout=busy_timeout, check=check)
         self.queue: deque = deque()
         self.running: set = set()
@@ -299,7 +294,7 @@ class InlinePool:
         task_id, kind, args = self.queue.popleft()
         self.running.discard(task_id)
         try:
-            return [("done", task_id, run_task(self.ctx, kind, args))]
+            return [("done", task_id, run_task(self.ctx, self.functions, kind, args))]
         except Cancelled:
             raise
         except Exception as exc:
@@ -309,14 +304,16 @@ class InlinePool:
         self.ctx.close()
 
 
-def make_pool(url: str, workers: int, busy_timeout: float, on_message: MessageHandler, check=None, conn=None,
+def make_pool(url: str, workers: int, busy_timeout: float, on_message: MessageHandler,
+              functions: TaskTable, check=None, conn=None,
               log: Optional[Callable[[str], None]] = None):
-    """A process pool of `workers`, or an inline pool for one worker (or a shared connection)."""
+    """A process pool of `workers` running the tasks of `functions`, or an inline pool for one
+    worker (or a shared connection)."""
     if workers <= 1 or conn is not None:
-        return InlinePool(url, busy_timeout, on_message, conn=conn, check=check)
+        return InlinePool(url, busy_timeout, on_message, functions, conn=conn, check=check)
     try:
-        return ProcessPool(url, workers, busy_timeout, on_message)
+        return ProcessPool(url, workers, busy_timeout, on_message, functions)
     except (OSError, AssertionError) as exc:  # e.g. inside a daemonic process
         if log:
             log(f"cannot start worker processes ({exc}); loading in this process")
-        return InlinePool(url, busy_timeout, on_message, check=check)
+        return InlinePool(url, busy_timeout, on_message, functions, check=check)

@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +157,56 @@ def test_the_checks_library_and_the_engine_import_without_django():
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"imported {len(names)} modules without django" in done.stdout
+
+
+def _calls(tree):
+    """(dotted name, line) of every call in a module: `importlib.import_module(...)` gives
+    'importlib.import_module', a bare `import_module(...)` 'import_module'."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func, parts = node.func, []
+            while isinstance(func, ast.Attribute):
+                parts.append(func.attr)
+                func = func.value
+            if isinstance(func, ast.Name):
+                parts.append(func.id)
+            yield ".".join(reversed(parts)), node.lineno
+
+
+def test_no_module_loads_code_by_a_dotted_string():
+    """Job kinds, run-end steps, announcement hooks and the engine's worker tasks are handed
+    over as functions (registered or in a table), never looked up by name at run time."""
+    loaders = ("import_module", "importlib.import_module", "__import__", "import_string")
+    found = [f"{path.relative_to(ROOT)}:{line} {name}"
+             for path in project_modules().values()
+             for name, line in _calls(ast.parse(path.read_text(encoding="utf-8")))
+             if name in loaders]
+    assert not found, found
+
+
+MODEL_SIGNALS = ("pre_init", "post_init", "pre_save", "post_save", "pre_delete", "post_delete",
+                 "m2m_changed")
+
+
+def test_nothing_in_the_project_listens_to_model_saves():
+    """What follows a write is called by the action that writes (no save-signal chains): no
+    project module names a model signal, and none is connected once the apps are ready (the
+    libraries' own receivers, such as django-axes', are theirs)."""
+    from django.db.models import signals
+
+    named = [f"{path.relative_to(ROOT)}:{node.lineno} {node.id if isinstance(node, ast.Name) else node.attr}"
+             for path in project_modules().values()
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if (isinstance(node, ast.Name) and node.id in MODEL_SIGNALS)
+             or (isinstance(node, ast.Attribute) and node.attr in MODEL_SIGNALS)]
+    assert not named, named
+    connected = []
+    for name in MODEL_SIGNALS:
+        for entry in getattr(signals, name).receivers:  # (key, receiver or weakref[, ...])
+            ref = entry[1]
+            receiver = ref() if isinstance(ref, weakref.ReferenceType) else ref
+            module = getattr(receiver, "__module__", "") or ""
+            if module.split(".")[0] in PACKAGES:
+                connected.append(f"{name}: {module}.{getattr(receiver, '__qualname__', receiver)}")
+    assert not connected, connected
+    assert signals.post_save.receivers  # the walk saw the libraries' receivers: it can see

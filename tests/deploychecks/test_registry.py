@@ -15,7 +15,7 @@ REPO_SPEC = Path(__file__).resolve().parents[2] / "app-spec.yaml"
 
 def test_lists_the_five_checks():
     assert list(registry.CHECKS) == ["env", "app-spec", "connectivity", "performance", "http"]
-    assert json.loads(json.dumps(registry.describe()))[0]["options"][0]["name"] == "path"
+    assert json.loads(json.dumps(registry.checks_as_data()))[0]["options"][0]["name"] == "path"
 
 
 @pytest.mark.parametrize("check", list(registry.CHECKS.values()), ids=list(registry.CHECKS))

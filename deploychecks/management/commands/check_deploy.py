@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
     def _list(self, as_json):
         if as_json:
-            self.stdout.write(json.dumps(registry.describe(), indent=2, default=str))
+            self.stdout.write(json.dumps(registry.checks_as_data(), indent=2, default=str))
             return
         for check in registry.CHECKS.values():
             self.stdout.write(f"{check.name:<13} {check.description}")

@@ -134,9 +134,16 @@ def items_for(runbook, kind):
                 .select_related("group").order_by("group__phase__order", "group__order", "order"))
 
 
+def items_by_part(runbook, kind):
+    """part -> Item of a runbook's bindings to the parts of `kind`: the item each success
+    criterion or rollback trigger is meant as, whatever its words."""
+    return {b.part: b.item for b in RunbookBinding.objects.filter(
+        runbook=runbook, kind=kind).exclude(part="").select_related("item").order_by("pk")}
+
+
 def template_bindings(template):
     """item_id -> [(binding value, words), ...] of a template version for its page: the value is
-    "kind" or "kind/part", the words name the part ("success-criteria: Application uptime")."""
+    "kind" or "kind/part", the words name the part ("success-criteria: " and the part's label)."""
     out = {}
     for item_id, kind, part in JobBinding.objects.filter(
             item__group__phase__template=template).order_by("pk").values_list("item_id", "kind",
@@ -166,7 +173,8 @@ def runbook_bindings(runbook):
 
 
 def part_label(kind_name, part):
-    """A bound part's words ('Application uptime > 99.9%'), or the key if the kind lost it."""
+    """A bound part's label (what the criterion or trigger measures), or the key if the kind
+    lost it."""
     kind = REGISTRY.get(kind_name)
     return dict(kind.parts).get(part, part) if kind is not None else part
 

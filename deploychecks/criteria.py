@@ -1,4 +1,4 @@
-"""The seed's Success Criteria, decided from evidence instead of ticked by hand.
+"""The Success Criteria, decided from evidence instead of ticked by hand.
 
 Each criterion reads one figure from the newest evidence that holds it (a check run's stored
 report, the latest `validate` run, or the monitoring samples), sets it against the runbook's
@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from checklist.evidence import EvidenceBroken, read_verified
+from checklist.jobs import items_by_part
 from checklist.models import TaskRun
 
 from .models import MonitorSample, RunbookCheckSettings
@@ -21,18 +22,21 @@ log = logging.getLogger(__name__)
 
 ENDED = ("succeeded", "failed")
 
-# The criteria a lead can bind an item to (the success-criteria job's parts): key, the seed's
-# words. Each item bound to one is earned on that criterion's outcome alone.
+# The criteria a lead can bind an item to (the success-criteria job's parts): key, what the
+# criterion measures, in its own words. The thresholds are the runbook's settings, so the label
+# names none; the item a criterion is meant as is whatever item its runbook bound to it, shown
+# with that item's own text (evaluate()).
 CRITERIA = (
-    ("page_load", "Page load times < 2 seconds"),
-    ("api_response", "API response times < 500ms"),
-    ("db_query", "Database query times < 100ms"),
-    ("pool_utilization", "Connection pool utilization < 80%"),
-    ("app_uptime", "Application uptime > 99.9%"),
-    ("db_uptime", "Database uptime > 99.95%"),
-    ("zero_data_loss", "Zero data loss during migration"),
+    ("page_load", "Page load p95 under the threshold (check-http)"),
+    ("api_response", "API response p95 under the threshold (check-http)"),
+    ("db_query", "Slowest query p95 under the threshold (check-performance)"),
+    ("pool_utilization", "Connection pool use under the threshold (check-performance)"),
+    ("app_uptime", "Application health samples up over the window (monitoring)"),
+    ("db_uptime", "Database samples up over the window (monitoring)"),
+    ("zero_data_loss", "No row missing, mismatched or rejected (validate)"),
 )
-TEXT = dict(CRITERIA)
+LABEL = dict(CRITERIA)
+KIND = "success-criteria"
 
 
 @dataclass
@@ -46,12 +50,13 @@ class Evidence:
 @dataclass
 class Result:
     key: str
-    item: str  # the seed's item text this criterion earns
+    label: str  # what the criterion measures (CRITERIA)
     ok: bool | None  # None: no evidence yet
     figure: object = None
     threshold: str = ""
     evidence: dict | None = None
     detail: str = ""
+    item: str = ""  # the text of the item the runbook bound to it ('' when none is)
 
     def to_dict(self):
         return asdict(self)
@@ -114,25 +119,25 @@ def _number(value):
         return None
 
 
-def _from_check(runbook, key, item, kind, figure_key, limit, unit):
+def _from_check(runbook, key, label, kind, figure_key, limit, unit):
     found = latest_report(runbook, kind)
     threshold = f"< {limit:g} {unit}"
     if found is None:
-        return Result(key, item, None, None, threshold, None, f"no {kind} run yet")
+        return Result(key, label, None, None, threshold, None, f"no {kind} run yet")
     value = _number(found.figures.get(figure_key))
     if value is None:
-        return Result(key, item, None, None, threshold, found.cite(),
+        return Result(key, label, None, None, threshold, found.cite(),
                       f"{kind} run #{found.run.pk} has no {figure_key} figure")
-    return Result(key, item, value < limit, value, threshold, found.cite(),
+    return Result(key, label, value < limit, value, threshold, found.cite(),
                   f"{figure_key} of {kind} run #{found.run.pk}")
 
 
 def zero_data_loss(runbook):
     """From the latest validate run: it passed, and no row is missing, mismatched or rejected."""
-    item, threshold = TEXT["zero_data_loss"], "0 missing, 0 mismatched, 0 rejected"
+    label, threshold = LABEL["zero_data_loss"], "0 missing, 0 mismatched, 0 rejected"
     found = latest_report(runbook, "validate")
     if found is None:
-        return Result("zero_data_loss", item, None, None, threshold, None,
+        return Result("zero_data_loss", label, None, None, threshold, None,
                       "no validate run yet")
     figures = {**{k: v for k, v in found.report.items() if not isinstance(v, (dict, list))},
                **found.figures}
@@ -144,11 +149,11 @@ def zero_data_loss(runbook):
     figure = {"missing_rows": missing, "mismatches": mismatches, "rejected": rejected,
               "rows_checked": checked}
     if missing is None and mismatches is None:
-        return Result("zero_data_loss", item, None, figure, threshold, found.cite(),
+        return Result("zero_data_loss", label, None, figure, threshold, found.cite(),
                       f"validate run #{found.run.pk} reports no missing/mismatch figures")
     ok = (bool(found.report.get("ok")) and not missing and not mismatches and not rejected
           and (checked is None or checked > 0))
-    return Result("zero_data_loss", item, ok, figure, threshold, found.cite(),
+    return Result("zero_data_loss", label, ok, figure, threshold, found.cite(),
                   f"validate run #{found.run.pk} ({found.run.state})")
 
 
@@ -164,36 +169,41 @@ def uptime(runbook, kind, hours=24):
             "failed": failed, "first": rows[0][1].isoformat(), "last": rows[-1][1].isoformat()}
 
 
-def uptime_result(runbook, key, item, kind, limit, hours):
+def uptime_result(runbook, key, label, kind, limit, hours):
     up = uptime(runbook, kind, hours)
     threshold = f"> {limit:g}% over {hours:g} h"
     if up is None:
-        return Result(key, item, None, None, threshold, None,
+        return Result(key, label, None, None, threshold, None,
                       f"no {kind} monitoring samples in the last {hours:g} h")
-    return Result(key, item, up["pct"] > limit, up["pct"], threshold,
+    return Result(key, label, up["pct"] > limit, up["pct"], threshold,
                   {"monitoring": kind, "samples": up["samples"], "failed": up["failed"],
                    "from": up["first"], "to": up["last"]},
                   f"{up['samples'] - up['failed']} of {up['samples']} {kind} samples ok")
 
 
 def evaluate(runbook):
-    """Every success criterion of the runbook, in the seed's order."""
+    """Every success criterion of the runbook, in the seed's order, each with the text of the
+    item the runbook bound to it."""
     cs = RunbookCheckSettings.for_runbook(runbook)
-    return [
-        _from_check(runbook, "page_load", TEXT["page_load"], "check-http",
+    results = [
+        _from_check(runbook, "page_load", LABEL["page_load"], "check-http",
                     "page_p95_ms", cs.page_load_ms, "ms (page p95)"),
-        _from_check(runbook, "api_response", TEXT["api_response"], "check-http",
+        _from_check(runbook, "api_response", LABEL["api_response"], "check-http",
                     "api_p95_ms", cs.api_ms, "ms (API p95)"),
-        _from_check(runbook, "db_query", TEXT["db_query"], "check-performance",
+        _from_check(runbook, "db_query", LABEL["db_query"], "check-performance",
                     "worst_p95_ms", cs.db_query_ms, "ms (slowest query p95)"),
-        _from_check(runbook, "pool_utilization", TEXT["pool_utilization"],
+        _from_check(runbook, "pool_utilization", LABEL["pool_utilization"],
                     "check-performance", "pool_utilization_pct", cs.pool_utilization_pct, "%"),
-        uptime_result(runbook, "app_uptime", TEXT["app_uptime"],
+        uptime_result(runbook, "app_uptime", LABEL["app_uptime"],
                       MonitorSample.HEALTH, cs.app_uptime_pct, cs.uptime_window_hours),
-        uptime_result(runbook, "db_uptime", TEXT["db_uptime"],
+        uptime_result(runbook, "db_uptime", LABEL["db_uptime"],
                       MonitorSample.DATABASE, cs.db_uptime_pct, cs.uptime_window_hours),
         zero_data_loss(runbook),
     ]
+    bound = items_by_part(runbook, KIND)
+    for result in results:
+        result.item = bound[result.key].text if result.key in bound else ""
+    return results
 
 
 def criteria_context(runbook):

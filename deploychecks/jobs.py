@@ -184,7 +184,7 @@ def success_criteria(ctx):
             # Keyed by the criterion: an item bound to it as its part follows it.
             outcomes[r.key] = bool(r.ok)
             notes[r.key] = f"{r.key}: {r.figure} ({r.threshold}); evidence {r.evidence}"
-    passing = [r.item for r in results if r.ok]
+    passing = [r.item for r in results if r.ok and r.item]  # the bound items it earns
     report = {"name": "success-criteria", "ok": all(r.ok for r in results),
               "criteria": [r.to_dict() for r in results], "earns": passing}
     passed = len(passing)

@@ -22,8 +22,7 @@ from django.core.mail import EmailMessage
 from django.utils import timezone
 
 from checklist.job_context import JobInputError, JobResult
-from checklist.jobs import JobKind, register
-from checklist.models import RunbookBinding
+from checklist.jobs import JobKind, items_by_part, register
 from checklist.params import LEAD
 from checks import appdb, digitalocean, junit, repo
 from checks.report import CheckInputError
@@ -163,8 +162,7 @@ def rollback_triggers(ctx):
         RunbookCheckSettings(runbook=ctx.runbook)
     outcomes, notes, rows = {}, {}, {}
     # Each Critical Issue item is bound to its trigger as the binding's part.
-    by_part = {b.part: b.item.text for b in RunbookBinding.objects.filter(
-        runbook=ctx.runbook, kind=ctx.run.kind).select_related("item")}
+    by_part = {part: item.text for part, item in items_by_part(ctx.runbook, ctx.run.kind).items()}
     for name, check in triggers.CHECKS.items():
         found = check(ctx.runbook, cs)
         item = by_part.get(name)

@@ -6,7 +6,6 @@
     security                   the latest check-http run failed a TLS, certificate or header
                                criterion
     error-rate                 the latest check-http run's error rate is over the threshold
-                               ("User experience severely impacted")
 
 A trigger that starts firing is persisted (TriggerFiring), audited and notified once; it stays
 open, without new notifications, while the evidence still shows it, and is cleared (audited)
@@ -21,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from checklist import audit, rules
+from checklist.jobs import items_by_part
 from checklist.models import ItemState, Phase
 from checks import performance
 
@@ -35,11 +35,14 @@ SECURITY_CRITERIA = ("tls_certificate", "certificate_expiry", "hsts", "csp",
                      "https_redirect")
 ROLLBACK_ITEM_KEY = "restore-sqlite-databases-from-backup"  # the item the banner points at
 DEPLOYMENT_PHASE_KEY = "deployment"
+KIND = "rollback-triggers"
+# What each trigger watches, in its own words (the rollback-triggers job's parts). A firing is
+# titled with the text of the item its runbook bound to the trigger, or this label when none is.
 TITLES = {
-    "data-corruption": "Data corruption detected",
-    "performance-degradation": "Performance degradation",
-    "security": "Security vulnerabilities found",
-    "error-rate": "User experience severely impacted (error rate)",
+    "data-corruption": "Validation found missing, mismatched or rejected rows",
+    "performance-degradation": "Slower than the performance baseline",
+    "security": "A TLS, certificate or security-header check failed",
+    "error-rate": "Error rate over the threshold",
 }
 
 
@@ -154,7 +157,9 @@ def _apply(runbook, name, firing, figures, evidence, summary):
         open_ = (TriggerFiring.objects.select_for_update()
                  .filter(runbook=runbook, trigger=name, cleared_at__isnull=True).first())
         if firing and open_ is None:
-            row = TriggerFiring.objects.create(runbook=runbook, trigger=name, title=TITLES[name],
+            bound = items_by_part(runbook, KIND).get(name)
+            row = TriggerFiring.objects.create(runbook=runbook, trigger=name,
+                                               title=bound.text if bound else TITLES[name],
                                                summary=summary[:500], figures=figures,
                                                evidence=evidence)
             event = audit.record("trigger-fired", runbook=runbook, obj=row,

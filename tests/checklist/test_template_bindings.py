@@ -143,8 +143,10 @@ def test_an_item_binds_to_one_criterion_or_trigger_and_follows_that_outcome_alon
     items = list(Item.objects.filter(group__phase__template=template).order_by("pk")[:3])
     client.force_login(users["lead"])
     page = html.unescape(client.get(f"/templates/{template.pk}/").content.decode())
-    assert "success-criteria: Application uptime > 99.9%" in page  # a choice of the list
-    assert "rollback-triggers: Data corruption detected" in page
+    # Choices of the list, each part in its own words (not any checklist's item text).
+    assert "success-criteria: Application health samples up over the window (monitoring)" in page
+    assert ("rollback-triggers: Validation found missing, mismatched or rejected rows"
+            in page)
     for item, value in zip(items, ("success-criteria/app_uptime", "success-criteria/db_uptime",
                                    "rollback-triggers/data-corruption")):
         assert client.post(f"/templates/{template.pk}/items/{item.pk}/binding/",
@@ -152,7 +154,7 @@ def test_an_item_binds_to_one_criterion_or_trigger_and_follows_that_outcome_alon
     event = AuditEvent.objects.filter(action="job-binding").latest("seq")
     assert event.after["part"] == "data-corruption"
     page = html.unescape(client.get(f"/templates/{template.pk}/").content.decode())
-    assert "⚙ success-criteria: Database uptime > 99.95%" in page
+    assert "⚙ success-criteria: Database samples up over the window (monitoring)" in page
     runbook = actions.start_runbook(users["lead"], template, "parts")
     run = TaskRun.objects.create(runbook=runbook, kind="success-criteria",
                                  started_by=users["lead"], state=TaskRun.SUCCEEDED)

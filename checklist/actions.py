@@ -641,8 +641,9 @@ def import_template(text, name=None, user=None):
         for g_order, g in enumerate(p.groups):
             group = Group.objects.create(phase=phase, order=g_order, section=g.section,
                                          title=g.title, source_line=g.line)
-            items += [Item(group=group, order=i_order, text=i.text, if_applicable=i.if_applicable,
-                           source_line=i.line) for i_order, i in enumerate(g.items)]
+            items += [Item(group=group, template=template, order=i_order, text=i.text,
+                           if_applicable=i.if_applicable, source_line=i.line)
+                      for i_order, i in enumerate(g.items)]
     Item.objects.bulk_create(items)
     ContactField.objects.bulk_create(
         [ContactField(template=template, order=n, section=c.section, label=c.label,

@@ -93,6 +93,10 @@ class Group(models.Model):
 
 class Item(models.Model):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="items")
+    # The item's template version, written down beside its group's (never changes: an item does
+    # not move between versions) so that the database itself holds a key unique in the version.
+    template = models.ForeignKey(ChecklistTemplate, on_delete=models.CASCADE, related_name="+",
+                                 editable=False)
     order = models.PositiveIntegerField()
     text = models.CharField(max_length=500)  # back-ticked code kept as back-ticks
     # What code and bindings find the item by, unique within its version (checklist/item_keys.py):
@@ -104,9 +108,19 @@ class Item(models.Model):
 
     class Meta:
         ordering = ["group", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "key"], condition=~models.Q(key=""),
+                                    name="item_key_unique_in_version"),
+        ]
 
     def __str__(self):
         return self.text
+
+    def save(self, *args, **kwargs):
+        if self.template_id is None:
+            self.template_id = Phase.objects.filter(groups=self.group_id).values_list(
+                "template_id", flat=True).first()
+        super().save(*args, **kwargs)
 
 
 class ContactField(models.Model):

@@ -144,12 +144,9 @@ def can_change_gating(user, template):
     return ALLOW
 
 
-def can_change_item_key(user, template, item, key):
-    """A lead gives an item its stable key until the first runbook starts on its version (a
-    running runbook's jobs find their items by key); the key is a slug unique in the version."""
-    from .item_keys import key_problem
-    from .models import Item
-
+def can_edit_item_keys(user, template):
+    """May this user change the item keys of this version now? A lead, until the first runbook
+    starts on it (a running runbook's jobs find their items by key)."""
     decision = can_lead(user)
     if not decision:
         return decision
@@ -157,6 +154,18 @@ def can_change_item_key(user, template, item, key):
     if started is not None:
         return _conflict(f"Item keys of {template} are fixed: runbook '{started.name}' has "
                          "started on it. Import a new version to change them.")
+    return ALLOW
+
+
+def can_change_item_key(user, template, item, key):
+    """A lead gives an item its stable key until the first runbook starts on its version (a
+    running runbook's jobs find their items by key); the key is a slug unique in the version."""
+    from .item_keys import key_problem
+    from .models import Item
+
+    decision = can_edit_item_keys(user, template)
+    if not decision:
+        return decision
     problem = key_problem(key)
     if problem:
         return Decision(False, problem, 400)

@@ -1,5 +1,6 @@
 """Pages of checklist templates: the list with a lead's import form, one version's page (its
-phases and why each is gated, what the import changed, a lead's gating control).
+phases and why each is gated, what the import changed, a lead's gating control, item bindings and
+item keys).
 
 Same habits as views.py: load what the user may see, call one action, render. A template's text
 is hostile until the importer has read it: the upload is bounded in size and every refusal is a
@@ -80,6 +81,7 @@ def template_context(request, template):
     phases = list(template.phases.order_by("order").prefetch_related(
         Prefetch("groups", queryset=groups)))
     gating = rules.can_change_gating(request.user, template)
+    keys = rules.can_edit_item_keys(request.user, template)
     may_bind = bool(rules.can_change_bindings(request.user, template))
     bound = jobs.template_bindings(template)
     choices = jobs.binding_choices()
@@ -106,6 +108,9 @@ def template_context(request, template):
         "may_change_gating": bool(gating),
         "may_bind": may_bind,
         "binding_choices": choices,
+        "may_edit_keys": bool(keys),
+        # Leads see why keys are fixed; members see keys read-only, without a lead's reason.
+        "keys_fixed_reason": "" if keys or not rules.can_lead(request.user) else keys.reason,
         "keeping": template.runbooks.count(),
         "gating_fixed_reason": "" if gating or not rules.can_lead(request.user) else gating.reason,
         "imported": request.GET.get("imported") == "1",
@@ -141,6 +146,21 @@ def item_binding(request, template_id, item_id):
     try:
         actions.bind_item(request.user, item, kind, bound=request.POST.get("unbind") != "1",
                           part=part)
+    except actions.Refused as refused:
+        return _refused(request, refused)
+    template = _template(template_id)
+    if request.htmx:
+        return render(request, "checklist/_template_phases.html", template_context(request, template))
+    return redirect(reverse("template-detail", args=[template.pk]) + f"#titem-{item.pk}")
+
+
+@require_POST
+@reader_required
+def item_key(request, template_id, item_id):
+    """A lead sets an item's stable key (blank for none); htmx gets the phases back."""
+    item = get_object_or_404(Item, pk=item_id, group__phase__template_id=template_id)
+    try:
+        actions.set_item_key(request.user, item, request.POST.get("key", "").strip())
     except actions.Refused as refused:
         return _refused(request, refused)
     template = _template(template_id)

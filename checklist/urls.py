@@ -55,6 +55,8 @@ urlpatterns = [
     path("templates/<int:template_id>/", template_pages.template_detail, name="template-detail"),
     path("templates/<int:template_id>/items/<int:item_id>/binding/",
          template_pages.item_binding, name="item-binding"),
+    path("templates/<int:template_id>/items/<int:item_id>/key/",
+         template_pages.item_key, name="template-item-key"),
     path("templates/<int:template_id>/phases/<int:phase_id>/gating/",
          template_pages.phase_gating, name="phase-gating"),
 ]

@@ -172,7 +172,7 @@ def test_a_tick_sends_its_row_headings_and_status_never_the_body(users, runbook)
     revision, html = deltas.runbook_event(users["lead"], runbook.pk, start)
     assert revision == start + 1
     assert html.count('id="item-') == 1
-    assert f'<li class="item checked" id="item-{st.pk}" hx-swap-oob="true">' in html
+    assert f'<li class="item checked" id="item-{st.pk}" hx-swap="outerHTML" hx-swap-oob="true">' in html
     assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in html
     assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in html
     assert 'id="status-block"' in html and "Work: <strong>1 / " in html
@@ -226,7 +226,7 @@ def test_a_withdrawal_sends_the_unticked_row_the_notice_and_the_order(users, run
     actions.untick(users["member"], st, confirm=True, reason="the backup was corrupt")
     _, html = deltas.runbook_event(users["lead"], runbook.pk, start)
     assert 'id="runbook-body"' not in html
-    assert html.count('id="item-') == 1 and f'id="item-{st.pk}" hx-swap-oob="true"' in html
+    assert html.count('id="item-') == 1 and f'id="item-{st.pk}" hx-swap="outerHTML" hx-swap-oob="true"' in html
     assert 'id="withdrawal-banner"' in html and "the backup was corrupt" in html
     assert f'data-focus="{pre.pk}"' in html
 

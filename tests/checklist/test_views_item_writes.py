@@ -35,7 +35,7 @@ def test_tick_answers_with_the_row_and_out_of_band_swaps(client, users, runbook)
     assert response.status_code == 200
     assert "HX-Retarget" not in response
     body = response.content.decode()
-    assert body.lstrip().startswith(f'<li class="item checked" id="item-{st.pk}">')
+    assert body.lstrip().startswith(f'<li class="item checked" id="item-{st.pk}" hx-swap="outerHTML">')
     assert body.count('id="item-') == 1  # no other row is re-rendered
     assert f'id="group-h-{st.item.group_id}" hx-swap-oob="true"' in body
     assert f'id="phase-head-{st.item.group.phase_id}" hx-swap-oob="true"' in body
@@ -179,7 +179,7 @@ def test_a_write_from_a_page_with_its_stream_open_answers_with_the_row_alone(cli
         response = client.post(reverse("item-tick", args=[runbook.pk, second.pk]), **live)
     body = response.content.decode()
     assert response.status_code == 200 and "HX-Retarget" not in response
-    assert body.startswith(f'<li class="item checked" id="item-{second.pk}">'), body[:200]
+    assert body.startswith(f'<li class="item checked" id="item-{second.pk}" hx-swap="outerHTML">'), body[:200]
     assert body.count('id="item-') == 1 and "by member" in body
     assert "status-block" not in body and "group-h-" not in body and "runbook-rev" not in body
     assert len(alone) < len(full), (len(alone), len(full))
